@@ -1,0 +1,101 @@
+# hearth build.
+#
+#   make            release build: build/release/hearth (+ libhearth.a)
+#   make SAN=1      ASan+UBSan build in build/asan/
+#   make test       builds both and runs the whole suite (tests/run.sh)
+#   make fuzz       libFuzzer targets (clang) in build/fuzz/
+#   make format     rewrites sources with clang-format; make format-check only checks
+#
+# Only GNU make and a C11 compiler are required; PCRE2 (libpcre2-dev) is the
+# one library dependency.
+
+CC ?= cc
+ifeq ($(origin CC),default)
+CC := cc
+endif
+
+WARN := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Werror
+DEFS := -D_GNU_SOURCE
+INCS := -Iinclude -Isrc
+PCRE_LIBS := -lpcre2-8
+LIBS := $(PCRE_LIBS) -lpthread -lm
+
+ifeq ($(SAN),1)
+BUILD := build/asan
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDSAN := -fsanitize=address,undefined
+else
+BUILD := build/release
+OPT := -O2 -g
+LDSAN :=
+endif
+
+CFLAGS_ALL := $(WARN) $(DEFS) $(INCS) $(OPT) $(CFLAGS)
+LDFLAGS_ALL := $(LDSAN) $(LDFLAGS)
+
+LIB_SRCS := $(sort $(wildcard src/util/*.c src/gguf/*.c src/kernels/*.c src/tokenizer/*.c \
+                              src/model/*.c src/sample/*.c))
+CLI_SRCS := $(sort $(wildcard src/cli/*.c))
+TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+LIB := $(BUILD)/libhearth.a
+BIN := $(BUILD)/hearth
+
+.PHONY: all test tests bench fuzz format format-check clean
+all: $(BIN) $(TEST_BINS) $(BENCH_BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(CLI_OBJS) $(LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJS) $(LIB) $(LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/harness.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/obj/tests/harness.o $(LIB) $(LIBS)
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LIBS)
+
+tests: $(BIN) $(TEST_BINS)
+bench: $(BENCH_BINS)
+
+# The suite: release build, then the same tests under ASan+UBSan, then a
+# bounded fuzz run.  tests/run.sh prints the closing "N passed, N failed".
+test:
+	$(MAKE) tests
+	$(MAKE) SAN=1 tests
+	$(MAKE) fuzz
+	bash tests/run.sh
+
+FUZZ_CC ?= clang
+FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=build/fuzz/%)
+FUZZ_LIB_SRCS := $(LIB_SRCS)
+fuzz: $(FUZZ_BINS)
+build/fuzz/%: fuzz/%.c $(FUZZ_LIB_SRCS) $(wildcard src/*/*.h) include/hearth.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(WARN) $(DEFS) $(INCS) -O1 -g -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_LIB_SRCS) $(LIBS)
+
+FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format:
+	clang-format -i $(FORMAT_SRCS)
+format-check:
+	clang-format --dry-run -Werror $(FORMAT_SRCS)
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(TEST_SRCS:%.c=$(BUILD)/obj/%.d)

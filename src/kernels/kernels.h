@@ -1,0 +1,57 @@
+/* kernels.h — dequantization, quantization and dot products (private).
+ *
+ * Reference kernels (suffix _ref) are plain scalar C: the yardstick the SIMD
+ * and CUDA variants are tested against.  A matrix-vector product multiplies
+ * weight rows of some type by an activation row that was first converted to
+ * the weight type's "activation type" (Q8_0 for the 4- and 8-bit quants,
+ * F16 for F16, BF16 for BF16, F32 for F32), so the inner loop is a dot
+ * product of two rows in packed form.
+ */
+#ifndef HEARTH_KERNELS_H
+#define HEARTH_KERNELS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kernels/quant.h"
+
+/* y[0..n) = the n elements of row x (of the given type) as floats.
+ * n must be a multiple of the type's block size. */
+typedef void (*dequantize_row_fn)(const void *x, float *y, int64_t n);
+/* Packs n floats x into row y of some type (n a multiple of its block size). */
+typedef void (*quantize_row_fn)(const float *x, void *y, int64_t n);
+/* Dot product of weight row w and activation row a, n elements each. */
+typedef float (*vec_dot_fn)(int64_t n, const void *w, const void *a);
+
+typedef struct kernel_traits {
+    uint32_t type;          /* hearth_dtype of the weights */
+    uint32_t act_type;      /* hearth_dtype activations are converted to */
+    dequantize_row_fn dequantize;
+    quantize_row_fn quantize_act; /* float -> act_type */
+    vec_dot_fn vec_dot;     /* (type row) . (act_type row) */
+} kernel_traits;
+
+/* Kernels for weights of the given type, or NULL when hearth cannot multiply
+ * by that type. */
+const kernel_traits *kernel_traits_get(uint32_t type);
+
+/* ---- reference kernels ---- */
+void dequantize_row_f32_ref(const void *x, float *y, int64_t n);
+void dequantize_row_f16_ref(const void *x, float *y, int64_t n);
+void dequantize_row_bf16_ref(const void *x, float *y, int64_t n);
+void dequantize_row_q8_0_ref(const void *x, float *y, int64_t n);
+void dequantize_row_q4_0_ref(const void *x, float *y, int64_t n);
+
+void quantize_row_f32_ref(const float *x, void *y, int64_t n);
+void quantize_row_f16_ref(const float *x, void *y, int64_t n);
+void quantize_row_bf16_ref(const float *x, void *y, int64_t n);
+void quantize_row_q8_0_ref(const float *x, void *y, int64_t n);
+void quantize_row_q4_0_ref(const float *x, void *y, int64_t n);
+
+float vec_dot_f32_f32_ref(int64_t n, const void *w, const void *a);
+float vec_dot_f16_f16_ref(int64_t n, const void *w, const void *a);
+float vec_dot_bf16_bf16_ref(int64_t n, const void *w, const void *a);
+float vec_dot_q8_0_q8_0_ref(int64_t n, const void *w, const void *a);
+float vec_dot_q4_0_q8_0_ref(int64_t n, const void *w, const void *a);
+
+#endif

@@ -1,0 +1,280 @@
+/* forward.c — the dense decoder forward pass on the CPU.
+ *
+ * One call processes a batch of tokens that may belong to different
+ * sequences: embeddings, then per layer RMSNorm → Q/K/V projections → RoPE →
+ * KV-cache store → causal grouped-query attention → output projection →
+ * RMSNorm → SwiGLU feed-forward, each added to the residual stream; finally
+ * the output norm and projection for the tokens that asked for logits.
+ *
+ * Matrix products convert their input rows once to the weight type's
+ * activation type (Q8_0 for quantized weights, F16 for F16 …) and split the
+ * weight rows across the thread pool.  With an F16 KV cache, attention
+ * multiplies f16 operands (the query and the softmax weights are rounded to
+ * f16), which is how the reference implementation computes it.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "model/model.h"
+#include "util/dtype.h"
+
+/* ---------------------------------------------------------------- small ops */
+
+void rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * (double)x[i];
+    float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    if (w) {
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+    } else {
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale;
+    }
+}
+
+void rope_apply(float *x, int n_heads, int head_dim, int n_rot, rope_mode mode, const float *cos,
+                const float *sin) {
+    int half = n_rot / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            /* NORM pairs adjacent dims; NEOX pairs dim i with dim i + n_rot/2. */
+            int a = mode == ROPE_MODE_NORM ? 2 * i : i;
+            int b = mode == ROPE_MODE_NORM ? 2 * i + 1 : i + half;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * cos[i] - x1 * sin[i];
+            v[b] = x0 * sin[i] + x1 * cos[i];
+        }
+    }
+}
+
+/* cos/sin of pos * base^(-2i / n_rot) for i < n_rot / 2, in double so that
+ * long positions keep their precision. */
+static void rope_angles(float *cos_out, float *sin_out, int32_t pos, int n_rot, float base) {
+    for (int i = 0; i < n_rot / 2; i++) {
+        double freq = pow((double)base, -2.0 * i / (double)n_rot);
+        double angle = (double)pos * freq;
+        cos_out[i] = (float)cos(angle);
+        sin_out[i] = (float)sin(angle);
+    }
+}
+
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* ---------------------------------------------------------------- matmul */
+
+typedef struct act_job {
+    const kernel_traits *kt;
+    const float *x;   /* (n_tok, n) */
+    int64_t n;
+    uint8_t *act;     /* (n_tok, stride) */
+    size_t stride;
+    int64_t n_tok;
+} act_job;
+
+static void act_worker(void *arg, int ith, int nth) {
+    act_job *j = arg;
+    int64_t b, e;
+    threadpool_split(j->n_tok, ith, nth, &b, &e);
+    for (int64_t t = b; t < e; t++) j->kt->quantize_act(j->x + t * j->n, j->act + t * j->stride, j->n);
+}
+
+/* Converts n_tok rows of width n to the activation type of w into ctx->s.act. */
+static void act_convert(hearth_context *ctx, const weight *w, const float *x, int64_t n_tok) {
+    act_job j = {w->kt, x, w->ne0, ctx->s.act, ctx->act_row_bytes, n_tok};
+    if (n_tok == 1) {
+        act_worker(&j, 0, 1);
+    } else {
+        threadpool_run(ctx->pool, act_worker, &j);
+    }
+}
+
+typedef struct matmul_job {
+    const weight *w;
+    const uint8_t *act;
+    size_t stride;
+    float *y;         /* (n_tok, w->ne1) */
+    int64_t n_tok;
+} matmul_job;
+
+static void matmul_worker(void *arg, int ith, int nth) {
+    matmul_job *j = arg;
+    const weight *w = j->w;
+    int64_t b, e;
+    threadpool_split(w->ne1, ith, nth, &b, &e);
+    const uint8_t *base = w->data;
+    for (int64_t r = b; r < e; r++) {
+        const void *row = base + (uint64_t)r * w->row_bytes;
+        for (int64_t t = 0; t < j->n_tok; t++) {
+            j->y[t * w->ne1 + r] = w->kt->vec_dot(w->ne0, row, j->act + t * j->stride);
+        }
+    }
+}
+
+/* Multiplies by w the activations already converted into ctx->s.act. */
+static void matmul_act(hearth_context *ctx, const weight *w, float *y, int64_t n_tok) {
+    matmul_job j = {w, ctx->s.act, ctx->act_row_bytes, y, n_tok};
+    threadpool_run(ctx->pool, matmul_worker, &j);
+}
+
+void matmul(hearth_context *ctx, const weight *w, const float *x, float *y, int64_t n_tok) {
+    act_convert(ctx, w, x, n_tok);
+    matmul_act(ctx, w, y, n_tok);
+}
+
+/* ---------------------------------------------------------------- attention */
+
+typedef struct attn_job {
+    hearth_context *ctx;
+    const hearth_batch *batch;
+    uint32_t layer;
+} attn_job;
+
+static float dot_f32(const float *a, const float *b, int n) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static float dot_f16(const uint16_t *a, const uint16_t *b, int n) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += hearth_fp16_to_f32(a[i]) * hearth_fp16_to_f32(b[i]);
+    return s;
+}
+
+/* One (token, head) pair: scores over the sequence's cached positions up to
+ * the token's own, softmax, weighted sum of values into s.att. */
+static void attend_one(attn_job *j, int ith, uint32_t t, uint32_t h) {
+    hearth_context *ctx = j->ctx;
+    const model_hparams *hp = &ctx->model->hp;
+    const kv_cache *kv = &ctx->kv;
+    const int hd = (int)hp->head_dim, hdv = (int)hp->head_dim_v;
+    const uint32_t kvh = h / (hp->n_head / hp->n_head_kv);
+    const int32_t pos = j->batch->pos[t], seq = j->batch->seq[t];
+    const size_t slot0 = ((size_t)j->layer * kv->n_seq + (size_t)seq) * kv->n_ctx;
+    const float *q = ctx->s.q + (size_t)t * hp->n_head * hd + (size_t)h * hd;
+    float *scores = ctx->s.scores + (size_t)ith * kv->n_ctx;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const bool f16 = kv->type == HEARTH_KV_F16;
+
+    uint16_t *qh = ctx->s.qh + (size_t)ith * hd;
+    if (f16) {
+        for (int d = 0; d < hd; d++) qh[d] = hearth_f32_to_fp16(q[d]);
+    }
+    float max = -INFINITY;
+    for (int32_t p = 0; p <= pos; p++) {
+        const uint8_t *krow = kv->k + ((slot0 + (size_t)p) * kv->k_row + (size_t)kvh * hd) * kv->elem_bytes;
+        float s = f16 ? dot_f16(qh, (const uint16_t *)krow, hd) : dot_f32(q, (const float *)krow, hd);
+        s *= scale;
+        scores[p] = s;
+        if (s > max) max = s;
+    }
+    double sum = 0.0;
+    for (int32_t p = 0; p <= pos; p++) {
+        scores[p] = expf(scores[p] - max);
+        sum += scores[p];
+    }
+    float inv = (float)(1.0 / sum);
+    float *out = ctx->s.att + (size_t)t * hp->n_head * hdv + (size_t)h * hdv;
+    memset(out, 0, (size_t)hdv * sizeof *out);
+    for (int32_t p = 0; p <= pos; p++) {
+        float w = scores[p] * inv;
+        const uint8_t *vrow = kv->v + ((slot0 + (size_t)p) * kv->v_row + (size_t)kvh * hdv) * kv->elem_bytes;
+        if (f16) {
+            w = hearth_fp16_to_f32(hearth_f32_to_fp16(w));
+            const uint16_t *v = (const uint16_t *)vrow;
+            for (int d = 0; d < hdv; d++) out[d] += w * hearth_fp16_to_f32(v[d]);
+        } else {
+            const float *v = (const float *)vrow;
+            for (int d = 0; d < hdv; d++) out[d] += w * v[d];
+        }
+    }
+}
+
+static void attn_worker(void *arg, int ith, int nth) {
+    attn_job *j = arg;
+    uint32_t n_head = j->ctx->model->hp.n_head;
+    int64_t b, e;
+    threadpool_split((int64_t)j->batch->n * n_head, ith, nth, &b, &e);
+    for (int64_t i = b; i < e; i++) attend_one(j, ith, (uint32_t)(i / n_head), (uint32_t)(i % n_head));
+}
+
+/* Writes the batch's keys and values of one layer into the cache. */
+static void kv_store(hearth_context *ctx, const hearth_batch *batch, uint32_t layer) {
+    kv_cache *kv = &ctx->kv;
+    for (uint32_t t = 0; t < batch->n; t++) {
+        size_t slot = ((size_t)layer * kv->n_seq + (size_t)batch->seq[t]) * kv->n_ctx + (size_t)batch->pos[t];
+        const float *k = ctx->s.k + (size_t)t * kv->k_row;
+        const float *v = ctx->s.v + (size_t)t * kv->v_row;
+        uint8_t *kd = kv->k + slot * kv->k_row * kv->elem_bytes;
+        uint8_t *vd = kv->v + slot * kv->v_row * kv->elem_bytes;
+        if (kv->type == HEARTH_KV_F16) {
+            for (uint32_t i = 0; i < kv->k_row; i++) ((uint16_t *)kd)[i] = hearth_f32_to_fp16(k[i]);
+            for (uint32_t i = 0; i < kv->v_row; i++) ((uint16_t *)vd)[i] = hearth_f32_to_fp16(v[i]);
+        } else {
+            memcpy(kd, k, kv->k_row * sizeof(float));
+            memcpy(vd, v, kv->v_row * sizeof(float));
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- the pass */
+
+void model_forward(hearth_context *ctx, const hearth_batch *batch) {
+    const hearth_model *m = ctx->model;
+    const model_hparams *hp = &m->hp;
+    forward_scratch *s = &ctx->s;
+    const int64_t n = batch->n, e = hp->n_embd;
+    const int nq = (int)(hp->n_head * hp->head_dim), nk = (int)(hp->n_head_kv * hp->head_dim);
+    const int half = (int)hp->n_rot / 2;
+
+    for (int64_t t = 0; t < n; t++) {
+        const uint8_t *row = (const uint8_t *)m->token_embd.data +
+                             (uint64_t)batch->tokens[t] * m->token_embd.row_bytes;
+        m->token_embd.kt->dequantize(row, s->x + t * e, e);
+        rope_angles(s->rope_cos + t * half, s->rope_sin + t * half, batch->pos[t], (int)hp->n_rot,
+                    hp->rope_base);
+    }
+
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        const layer_weights *l = &m->layers[il];
+        for (int64_t t = 0; t < n; t++) {
+            rmsnorm(s->xb + t * e, s->x + t * e, l->attn_norm.data, e, hp->norm_eps);
+        }
+        /* Q, K and V share one conversion of the input when their types agree. */
+        act_convert(ctx, &l->wq, s->xb, n);
+        matmul_act(ctx, &l->wq, s->q, n);
+        if (l->wk.kt->act_type != l->wq.kt->act_type) act_convert(ctx, &l->wk, s->xb, n);
+        matmul_act(ctx, &l->wk, s->k, n);
+        if (l->wv.kt->act_type != l->wk.kt->act_type) act_convert(ctx, &l->wv, s->xb, n);
+        matmul_act(ctx, &l->wv, s->v, n);
+        for (int64_t t = 0; t < n; t++) {
+            const float *c = s->rope_cos + t * half, *sn = s->rope_sin + t * half;
+            rope_apply(s->q + t * nq, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, hp->rope, c, sn);
+            rope_apply(s->k + t * nk, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, hp->rope, c, sn);
+        }
+        kv_store(ctx, batch, il);
+        attn_job aj = {ctx, batch, il};
+        threadpool_run(ctx->pool, attn_worker, &aj);
+        matmul(ctx, &l->wo, s->att, s->xb, n);
+        for (int64_t i = 0; i < n * e; i++) s->x[i] += s->xb[i];
+
+        for (int64_t t = 0; t < n; t++) {
+            rmsnorm(s->xb + t * e, s->x + t * e, l->ffn_norm.data, e, hp->norm_eps);
+        }
+        act_convert(ctx, &l->w_gate, s->xb, n);
+        matmul_act(ctx, &l->w_gate, s->hb, n);
+        if (l->w_up.kt->act_type != l->w_gate.kt->act_type) act_convert(ctx, &l->w_up, s->xb, n);
+        matmul_act(ctx, &l->w_up, s->hb2, n);
+        for (int64_t i = 0; i < n * (int64_t)hp->n_ff; i++) s->hb[i] = silu(s->hb[i]) * s->hb2[i];
+        matmul(ctx, &l->w_down, s->hb, s->xb, n);
+        for (int64_t i = 0; i < n * e; i++) s->x[i] += s->xb[i];
+    }
+
+    int64_t n_out = 0;
+    for (int64_t t = 0; t < n; t++) {
+        if (s->out_rows[t] < 0) continue;
+        rmsnorm(s->out_x + n_out * e, s->x + t * e, m->output_norm.data, e, hp->norm_eps);
+        n_out++;
+    }
+    if (n_out > 0) matmul(ctx, &m->output, s->out_x, s->logits, n_out);
+}

@@ -1,0 +1,147 @@
+/* model.h — hyper-parameters, weights and the forward pass (private).
+ *
+ * A hearth_model is what loading a GGUF file produces: the hyper-parameters
+ * read from metadata, a view of every weight tensor (pointing into the
+ * mapped file) whose shape has been checked against them, and the
+ * tokenizer.  It is immutable after loading, so any number of contexts may
+ * share it.  A hearth_context (context.c) adds the KV cache, scratch buffers
+ * and threads, and runs model_forward over a batch.
+ */
+#ifndef HEARTH_MODEL_H
+#define HEARTH_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gguf/gguf.h"
+#include "hearth.h"
+#include "kernels/kernels.h"
+#include "util/threadpool.h"
+
+typedef enum rope_mode {
+    ROPE_MODE_NORM = 0, /* rotate adjacent pairs (x[2i], x[2i+1]): llama, mistral */
+    ROPE_MODE_NEOX = 1, /* rotate halves (x[i], x[i + n_rot/2]): qwen, neox */
+} rope_mode;
+
+typedef struct model_hparams {
+    char arch[32];          /* general.architecture */
+    uint32_t n_vocab;
+    uint32_t n_ctx_train;   /* context length the model was trained for */
+    uint32_t n_embd;        /* model width (dim) */
+    uint32_t n_layer;
+    uint32_t n_ff;          /* feed-forward hidden size */
+    uint32_t n_head;
+    uint32_t n_head_kv;     /* < n_head for grouped-query attention */
+    uint32_t head_dim;      /* per-head size of q and k (key_length) */
+    uint32_t head_dim_v;    /* per-head size of v (value_length) */
+    uint32_t n_rot;         /* leading dims of each head that RoPE rotates */
+    float rope_base;        /* theta base */
+    float norm_eps;         /* RMSNorm epsilon */
+    rope_mode rope;
+    bool tied_output;       /* output projection is token_embd */
+} model_hparams;
+
+/* A weight tensor viewed as a matrix of rows (ne1 rows of ne0 elements) or,
+ * for 1-D tensors, one row. */
+typedef struct weight {
+    const void *data;               /* into the mapped file */
+    uint32_t type;                  /* hearth_dtype */
+    int64_t ne0;                    /* elements per row (input width) */
+    int64_t ne1;                    /* rows (output width) */
+    uint64_t row_bytes;
+    const kernel_traits *kt;        /* kernels for this type (NULL for F32 norm vectors) */
+} weight;
+
+typedef struct layer_weights {
+    weight attn_norm; /* (n_embd) F32 */
+    weight wq;        /* (n_head * head_dim rows, n_embd cols) */
+    weight wk;        /* (n_head_kv * head_dim rows, n_embd cols) */
+    weight wv;        /* (n_head_kv * head_dim_v rows, n_embd cols) */
+    weight wo;        /* (n_embd rows, n_head * head_dim_v cols) */
+    weight ffn_norm;  /* (n_embd) F32 */
+    weight w_gate;    /* (n_ff rows, n_embd cols) */
+    weight w_up;      /* (n_ff rows, n_embd cols) */
+    weight w_down;    /* (n_embd rows, n_ff cols) */
+} layer_weights;
+
+struct hearth_model {
+    model_hparams hp;
+    gguf_file *file;
+    hearth_tokenizer *tok;
+    weight token_embd;  /* (n_vocab rows, n_embd cols) */
+    weight output_norm; /* (n_embd) F32 */
+    weight output;      /* (n_vocab rows, n_embd cols); token_embd when tied */
+    layer_weights *layers; /* (n_layer) */
+    uint64_t weight_bytes;
+    char desc[160];
+};
+
+/* ---------------------------------------------------------------- KV cache */
+
+/* Keys and values of every layer for n_seq sequences of up to n_ctx
+ * positions each.  Layout per layer: k[seq][pos][n_head_kv * head_dim] and
+ * v[seq][pos][n_head_kv * head_dim_v], elements of kv_type. */
+typedef struct kv_cache {
+    hearth_kv_type type;
+    uint32_t n_ctx;
+    uint32_t n_seq;
+    uint32_t k_row; /* elements per position: n_head_kv * head_dim */
+    uint32_t v_row; /* n_head_kv * head_dim_v */
+    size_t elem_bytes;
+    uint8_t *k;     /* (n_layer, n_seq, n_ctx, k_row) */
+    uint8_t *v;     /* (n_layer, n_seq, n_ctx, v_row) */
+    int32_t *len;   /* (n_seq) positions filled */
+    int32_t *next;  /* (n_seq) scratch for validating a batch */
+} kv_cache;
+
+/* ---------------------------------------------------------------- context */
+
+/* Scratch for one forward pass of up to n_batch tokens; all sized at
+ * context creation. */
+typedef struct forward_scratch {
+    float *x;         /* (n_batch, n_embd) residual stream */
+    float *xb;        /* (n_batch, n_embd) normed input of a block */
+    float *q;         /* (n_batch, n_head * head_dim) */
+    float *k;         /* (n_batch, n_head_kv * head_dim) */
+    float *v;         /* (n_batch, n_head_kv * head_dim_v) */
+    float *att;       /* (n_batch, n_head * head_dim_v) attention output */
+    float *hb;        /* (n_batch, n_ff) gate, then the gated product */
+    float *hb2;       /* (n_batch, n_ff) up */
+    float *rope_cos;  /* (n_batch, n_rot / 2) */
+    float *rope_sin;  /* (n_batch, n_rot / 2) */
+    uint8_t *act;     /* (n_batch, max row bytes) activations in a weight's act_type */
+    float *scores;    /* (n_threads, n_ctx) attention scores per thread */
+    uint16_t *qh;     /* (n_threads, head_dim) a query rounded to f16 for an f16 cache */
+    float *out_x;     /* (n_outputs, n_embd) rows that need logits */
+    int32_t *out_rows; /* (n_batch) index into logits for each batch token, -1 none */
+    float *logits;    /* (n_outputs, n_vocab) */
+} forward_scratch;
+
+struct hearth_context {
+    const hearth_model *model;
+    hearth_context_params params;
+    uint32_t n_outputs_max; /* rows of logits one batch can produce (= n_batch) */
+    threadpool *pool;
+    kv_cache kv;
+    forward_scratch s;
+    size_t act_row_bytes; /* stride of s.act */
+};
+
+/* Runs the forward pass for a validated batch, filling ctx->s.logits for
+ * the rows marked in ctx->s.out_rows.  Positions and sequence ids must
+ * already be checked against the cache. */
+void model_forward(hearth_context *ctx, const hearth_batch *batch);
+
+/* y[t][r] = dot(W row r, x[t]) for t < n_tok, r < W.ne1: the rows of x
+ * (n_tok, W.ne0) are first converted to W's activation type, then the
+ * threads split the rows of W.  Exposed for tests and benchmarks. */
+void matmul(hearth_context *ctx, const weight *w, const float *x, float *y, int64_t n_tok);
+
+/* y = x * w / rms(x) over n elements (w may be NULL for no weight). */
+void rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
+/* Rotates the first n_rot dims of each of n_heads heads of size head_dim in
+ * x by the angles whose cos/sin are given for each pair (n_rot / 2). */
+void rope_apply(float *x, int n_heads, int head_dim, int n_rot, rope_mode mode, const float *cos,
+                const float *sin);
+
+#endif
