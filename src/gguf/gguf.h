@@ -132,4 +132,40 @@ double gguf_arr_f64(const gguf_kv *kv, uint64_t i);
 uint32_t gguf_type_size(gguf_type t);
 const char *gguf_type_name(gguf_type t);
 
+/* ---------------------------------------------------------------- writer */
+
+/* Builds a GGUF v3 file: metadata is serialized as it is set, tensors are
+ * laid out in the order added.  Tensor data is referenced, not copied: it
+ * must stay valid until the file is written.  Used by convert, quantize,
+ * synth and the tests. */
+typedef struct gguf_writer gguf_writer;
+
+hearth_status gguf_writer_create(gguf_writer **out, hearth_error *err);
+void gguf_writer_free(gguf_writer *w);
+
+hearth_status gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v, hearth_error *err);
+hearth_status gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v, hearth_error *err);
+hearth_status gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v, hearth_error *err);
+hearth_status gguf_writer_set_f32(gguf_writer *w, const char *key, float v, hearth_error *err);
+hearth_status gguf_writer_set_bool(gguf_writer *w, const char *key, bool v, hearth_error *err);
+hearth_status gguf_writer_set_str(gguf_writer *w, const char *key, const char *v,
+                                  hearth_error *err);
+/* An array of n fixed-size elements of type elem, read from data. */
+hearth_status gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem,
+                                  const void *data, uint64_t n, hearth_error *err);
+/* An array of n strings; lens may be NULL for NUL-terminated strings. */
+hearth_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *strs,
+                                      const uint64_t *lens, uint64_t n, hearth_error *err);
+/* Adds a tensor of type with n_dims dims ne[]; data holds its bytes. */
+hearth_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type,
+                                     uint32_t n_dims, const uint64_t *ne, const void *data,
+                                     hearth_error *err);
+/* Writes the file; progress (0..1) is reported to progress when not NULL. */
+hearth_status gguf_writer_write_file(gguf_writer *w, const char *path,
+                                     void (*progress)(double done, void *arg), void *arg,
+                                     hearth_error *err);
+/* Returns the whole file in a malloc'd buffer (caller frees). */
+hearth_status gguf_writer_write_memory(gguf_writer *w, uint8_t **out, size_t *len,
+                                       hearth_error *err);
+
 #endif
