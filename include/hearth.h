@@ -28,15 +28,16 @@ extern "C" {
 /* Values are never renumbered: they may be stored or sent over the wire. */
 typedef enum hearth_status {
     HEARTH_OK = 0,
-    HEARTH_ERR_IO = 1,               /* a file could not be opened, read or mapped */
-    HEARTH_ERR_BAD_MODEL = 2,        /* a model or tokenizer file is malformed */
-    HEARTH_ERR_UNSUPPORTED = 3,      /* well formed, but uses something hearth does not run */
-    HEARTH_ERR_NOMEM = 4,            /* an allocation failed */
-    HEARTH_ERR_INVALID_ARG = 5,      /* a caller-supplied value is out of range */
-    HEARTH_ERR_CONTEXT_FULL = 6,     /* a sequence does not fit its context window */
-    HEARTH_ERR_BUFFER_TOO_SMALL = 7, /* an output buffer is too small; the size needed is reported */
-    HEARTH_ERR_BAD_INPUT = 8,        /* text or request content that cannot be processed */
-    HEARTH_ERR_INTERNAL = 9,         /* a broken invariant inside hearth (a bug) */
+    HEARTH_ERR_IO = 1,           /* a file could not be opened, read or mapped */
+    HEARTH_ERR_BAD_MODEL = 2,    /* a model or tokenizer file is malformed */
+    HEARTH_ERR_UNSUPPORTED = 3,  /* well formed, but uses something hearth does not run */
+    HEARTH_ERR_NOMEM = 4,        /* an allocation failed */
+    HEARTH_ERR_INVALID_ARG = 5,  /* a caller-supplied value is out of range */
+    HEARTH_ERR_CONTEXT_FULL = 6, /* a sequence does not fit its context window */
+    HEARTH_ERR_BUFFER_TOO_SMALL =
+        7,                    /* an output buffer is too small; the size needed is reported */
+    HEARTH_ERR_BAD_INPUT = 8, /* text or request content that cannot be processed */
+    HEARTH_ERR_INTERNAL = 9,  /* a broken invariant inside hearth (a bug) */
 } hearth_status;
 
 typedef struct hearth_error {
@@ -101,7 +102,7 @@ enum {
 
 /* Flags for hearth_detokenize and hearth_detok_push. */
 enum {
-    HEARTH_DETOK_RENDER_SPECIAL = 1u << 0, /* write control tokens as their text */
+    HEARTH_DETOK_RENDER_SPECIAL = 1u << 0,     /* write control tokens as their text */
     HEARTH_DETOK_KEEP_LEADING_SPACE = 1u << 1, /* do not strip SentencePiece's dummy prefix */
 };
 
@@ -136,8 +137,8 @@ hearth_status hearth_detokenize(const hearth_tokenizer *tok, const hearth_token 
  * before the first token of a sequence. */
 typedef struct hearth_detok {
     unsigned flags;
-    bool at_start;        /* no text emitted yet: strip the dummy-prefix space */
-    uint8_t pending[8];   /* bytes of an unfinished UTF-8 character */
+    bool at_start;      /* no text emitted yet: strip the dummy-prefix space */
+    uint8_t pending[8]; /* bytes of an unfinished UTF-8 character */
     uint32_t n_pending;
 } hearth_detok;
 
@@ -146,8 +147,8 @@ void hearth_detok_reset(hearth_detok *d, unsigned flags);
  * bytes written.  cap >= 64 always suffices for one token's complete text
  * plus pending bytes up to the longest token of the vocabulary; a token
  * longer than cap is cut (never mid-character). */
-size_t hearth_detok_push(hearth_detok *d, const hearth_tokenizer *tok, hearth_token id,
-                         char *out, size_t cap);
+size_t hearth_detok_push(hearth_detok *d, const hearth_tokenizer *tok, hearth_token id, char *out,
+                         size_t cap);
 /* Emits what is pending at the end of a stream (invalid bytes become U+FFFD). */
 size_t hearth_detok_flush(hearth_detok *d, char *out, size_t cap);
 
@@ -181,10 +182,10 @@ typedef enum hearth_kv_type {
 } hearth_kv_type;
 
 typedef struct hearth_context_params {
-    uint32_t n_ctx;     /* positions per sequence; 0 = the model's training context */
-    uint32_t n_batch;   /* most tokens one hearth_decode call may carry */
-    uint32_t n_seq;     /* sequences that share the KV cache */
-    int n_threads;      /* 0 = one per online core */
+    uint32_t n_ctx;   /* positions per sequence; 0 = the model's training context */
+    uint32_t n_batch; /* most tokens one hearth_decode call may carry */
+    uint32_t n_seq;   /* sequences that share the KV cache */
+    int n_threads;    /* 0 = one per online core */
     hearth_kv_type kv_type;
 } hearth_context_params;
 
@@ -222,15 +223,15 @@ void hearth_kv_truncate(hearth_context *ctx, int32_t seq, int32_t from);
 typedef struct hearth_sampler hearth_sampler;
 
 typedef struct hearth_sampler_params {
-    float temperature;        /* <= 0: greedy */
-    int32_t top_k;            /* <= 0: off */
-    float top_p;              /* >= 1: off */
-    float min_p;              /* <= 0: off */
-    float repeat_penalty;     /* 1: off; divides positive logits of recent tokens */
-    float presence_penalty;   /* 0: off */
-    float frequency_penalty;  /* 0: off */
-    int32_t penalty_last_n;   /* how many recent tokens the penalties look at */
-    uint64_t seed;            /* runs with the same seed sample the same tokens */
+    float temperature;       /* <= 0: greedy */
+    int32_t top_k;           /* <= 0: off */
+    float top_p;             /* >= 1: off */
+    float min_p;             /* <= 0: off */
+    float repeat_penalty;    /* 1: off; divides positive logits of recent tokens */
+    float presence_penalty;  /* 0: off */
+    float frequency_penalty; /* 0: off */
+    int32_t penalty_last_n;  /* how many recent tokens the penalties look at */
+    uint64_t seed;           /* runs with the same seed sample the same tokens */
 } hearth_sampler_params;
 
 hearth_sampler_params hearth_sampler_default_params(void);

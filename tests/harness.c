@@ -41,7 +41,9 @@ void test_run(const char *name, void (*fn)(void)) {
     fflush(stdout);
 }
 
-int test_finish(void) { return test_n_failed ? 1 : 0; }
+int test_finish(void) {
+    return test_n_failed ? 1 : 0;
+}
 
 const char *test_shared(const char *rel) {
     static char buf[4096];

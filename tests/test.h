@@ -16,22 +16,22 @@
 #define TEST(name) static void name(void)
 
 /* Records a failure without stopping the test. */
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
         if (!(cond)) test_fail(__FILE__, __LINE__, "%s", #cond);                                   \
     } while (0)
 /* Records a failure with a printf-style explanation. */
-#define CHECKF(cond, ...)                                                                         \
-    do {                                                                                          \
+#define CHECKF(cond, ...)                                                                          \
+    do {                                                                                           \
         if (!(cond)) test_fail(__FILE__, __LINE__, __VA_ARGS__);                                   \
     } while (0)
 /* Records a failure and returns from the test. */
-#define REQUIRE(cond)                                                                             \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
+#define REQUIRE(cond)                                                                              \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
             test_fail(__FILE__, __LINE__, "%s", #cond);                                            \
-            return;                                                                               \
-        }                                                                                         \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 #define RUN(name) test_run(#name, name)

@@ -72,8 +72,9 @@ TEST(quantized_files_types) {
 }
 
 TEST(every_vocab_file_opens) {
-    const char *names[] = {"bert-bge",  "deepseek-coder", "deepseek-llm", "falcon", "gpt-2",
-                           "llama-spm", "mpt",            "phi-3",        "refact", "starcoder"};
+    const char *names[] = {"bert-bge", "deepseek-coder", "deepseek-llm", "falcon",
+                           "gpt-2",    "llama-spm",      "mpt",          "phi-3",
+                           "refact",   "starcoder"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char rel[128];
         snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf", names[i]);
@@ -100,19 +101,18 @@ static uint8_t *make_sample(size_t *len) {
     const char *strs[] = {"alpha", "", "gamma"};
     int32_t ints[] = {-1, 2, 3};
     uint64_t ne2[] = {64, 4}, ne1[] = {64}, neq[] = {64};
-    bool ok = gguf_writer_set_str(w, "general.architecture", "test", &err) == HEARTH_OK &&
-              gguf_writer_set_u32(w, "test.u32", 123456, &err) == HEARTH_OK &&
-              gguf_writer_set_i32(w, "test.i32", -7, &err) == HEARTH_OK &&
-              gguf_writer_set_u64(w, "test.u64", 1ull << 40, &err) == HEARTH_OK &&
-              gguf_writer_set_f32(w, "test.f32", 0.25f, &err) == HEARTH_OK &&
-              gguf_writer_set_bool(w, "test.bool", true, &err) == HEARTH_OK &&
-              gguf_writer_set_arr(w, "test.ints", GGUF_TYPE_INT32, ints, 3, &err) == HEARTH_OK &&
-              gguf_writer_set_arr_str(w, "test.strs", strs, NULL, 3, &err) == HEARTH_OK &&
-              gguf_writer_add_tensor(w, "matrix", HEARTH_DTYPE_F32, 2, ne2, data, &err) ==
-                  HEARTH_OK &&
-              gguf_writer_add_tensor(w, "vector", HEARTH_DTYPE_F32, 1, ne1, data, &err) ==
-                  HEARTH_OK &&
-              gguf_writer_add_tensor(w, "quant", HEARTH_DTYPE_Q8_0, 1, neq, q8, &err) == HEARTH_OK;
+    bool ok =
+        gguf_writer_set_str(w, "general.architecture", "test", &err) == HEARTH_OK &&
+        gguf_writer_set_u32(w, "test.u32", 123456, &err) == HEARTH_OK &&
+        gguf_writer_set_i32(w, "test.i32", -7, &err) == HEARTH_OK &&
+        gguf_writer_set_u64(w, "test.u64", 1ull << 40, &err) == HEARTH_OK &&
+        gguf_writer_set_f32(w, "test.f32", 0.25f, &err) == HEARTH_OK &&
+        gguf_writer_set_bool(w, "test.bool", true, &err) == HEARTH_OK &&
+        gguf_writer_set_arr(w, "test.ints", GGUF_TYPE_INT32, ints, 3, &err) == HEARTH_OK &&
+        gguf_writer_set_arr_str(w, "test.strs", strs, NULL, 3, &err) == HEARTH_OK &&
+        gguf_writer_add_tensor(w, "matrix", HEARTH_DTYPE_F32, 2, ne2, data, &err) == HEARTH_OK &&
+        gguf_writer_add_tensor(w, "vector", HEARTH_DTYPE_F32, 1, ne1, data, &err) == HEARTH_OK &&
+        gguf_writer_add_tensor(w, "quant", HEARTH_DTYPE_Q8_0, 1, neq, q8, &err) == HEARTH_OK;
     uint8_t *buf = NULL;
     if (ok && gguf_writer_write_memory(w, &buf, len, &err) != HEARTH_OK) buf = NULL;
     gguf_writer_free(w);
@@ -141,12 +141,11 @@ TEST(writer_round_trip) {
         CHECK(gguf_get_arr(f, "test.ints", GGUF_TYPE_INT32, &ints, &err) == HEARTH_OK);
         CHECK(ints && ints->v.arr.n == 3 && gguf_arr_i64(ints, 0) == -1 &&
               gguf_arr_i64(ints, 2) == 3);
-        CHECK(gguf_get_arr(f, "test.ints", GGUF_TYPE_FLOAT32, &ints, &err) ==
-              HEARTH_ERR_BAD_MODEL);
+        CHECK(gguf_get_arr(f, "test.ints", GGUF_TYPE_FLOAT32, &ints, &err) == HEARTH_ERR_BAD_MODEL);
         const gguf_kv *strs;
         CHECK(gguf_get_arr(f, "test.strs", GGUF_TYPE_STRING, &strs, &err) == HEARTH_OK);
-        CHECK(strs && gguf_str_eq(strs->v.arr.strs[0], "alpha") &&
-              strs->v.arr.strs[1].len == 0 && gguf_str_eq(strs->v.arr.strs[2], "gamma"));
+        CHECK(strs && gguf_str_eq(strs->v.arr.strs[0], "alpha") && strs->v.arr.strs[1].len == 0 &&
+              gguf_str_eq(strs->v.arr.strs[2], "gamma"));
         const gguf_tensor *t = gguf_find_tensor(f, "matrix");
         CHECK(t && t->ne[0] == 64 && t->ne[1] == 4 && ((const float *)t->data)[3] == 1.5f);
         CHECK(t && (t->offset % 32) == 0 && ((uintptr_t)t->data - (uintptr_t)buf) % 32 == 0);
@@ -184,8 +183,8 @@ static void expect_bad(const uint8_t *buf, size_t len, hearth_status code, const
     memcpy(copy, buf, len);
     hearth_status st = gguf_open_memory(copy, len, &f, &err);
     CHECKF(st == code, "%s: status %d (%s), expected %d", what, st, err.msg, code);
-    CHECKF(st == HEARTH_OK || strstr(err.msg, needle) != NULL, "%s: message '%s' lacks '%s'",
-           what, err.msg, needle);
+    CHECKF(st == HEARTH_OK || strstr(err.msg, needle) != NULL, "%s: message '%s' lacks '%s'", what,
+           err.msg, needle);
     if (st == HEARTH_OK) gguf_close(f);
     free(copy);
 }
@@ -198,8 +197,12 @@ static size_t find_bytes(const uint8_t *buf, size_t len, const void *needle, siz
     return (size_t)-1;
 }
 
-static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static void put_u32(uint8_t *p, uint32_t v) {
+    memcpy(p, &v, 4);
+}
+static void put_u64(uint8_t *p, uint64_t v) {
+    memcpy(p, &v, 8);
+}
 
 TEST(truncated_anywhere) {
     size_t len;
@@ -211,7 +214,8 @@ TEST(truncated_anywhere) {
     REQUIRE(gguf_open_memory(buf, len, &whole, &err0) == HEARTH_OK);
     size_t end = 0;
     for (uint64_t i = 0; i < whole->n_tensors; i++) {
-        size_t e = (size_t)(whole->data_offset + whole->tensors[i].offset + whole->tensors[i].nbytes);
+        size_t e =
+            (size_t)(whole->data_offset + whole->tensors[i].offset + whole->tensors[i].nbytes);
         if (e > end) end = e;
     }
     gguf_close(whole);
@@ -418,7 +422,8 @@ TEST(open_errors) {
 TEST(dtype_table) {
     CHECK(dtype_block_size(HEARTH_DTYPE_Q4_0) == 32 && dtype_block_bytes(HEARTH_DTYPE_Q4_0) == 18);
     CHECK(dtype_block_size(HEARTH_DTYPE_Q8_0) == 32 && dtype_block_bytes(HEARTH_DTYPE_Q8_0) == 34);
-    CHECK(dtype_block_size(HEARTH_DTYPE_Q4_K) == 256 && dtype_block_bytes(HEARTH_DTYPE_Q4_K) == 144);
+    CHECK(dtype_block_size(HEARTH_DTYPE_Q4_K) == 256 &&
+          dtype_block_bytes(HEARTH_DTYPE_Q4_K) == 144);
     CHECK(dtype_block_bytes(HEARTH_DTYPE_BF16) == 2 && dtype_block_bytes(HEARTH_DTYPE_F16) == 2);
     CHECK(!dtype_is_known(4) && !dtype_is_known(5) && !dtype_is_known(31) && !dtype_is_known(999));
     CHECK(dtype_row_bytes(HEARTH_DTYPE_Q4_0, 33) == 0);

@@ -21,12 +21,22 @@
 __attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f) {
     return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
 }
-__attribute__((target("f16c"))) static float hw_f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
-static bool have_f16c(void) { return __builtin_cpu_supports("f16c"); }
+__attribute__((target("f16c"))) static float hw_f16_to_f32(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+static bool have_f16c(void) {
+    return __builtin_cpu_supports("f16c");
+}
 #else
-static uint16_t hw_f32_to_f16(float f) { return hearth_f32_to_fp16(f); }
-static float hw_f16_to_f32(uint16_t h) { return hearth_fp16_to_f32(h); }
-static bool have_f16c(void) { return false; }
+static uint16_t hw_f32_to_f16(float f) {
+    return hearth_f32_to_fp16(f);
+}
+static float hw_f16_to_f32(uint16_t h) {
+    return hearth_fp16_to_f32(h);
+}
+static bool have_f16c(void) {
+    return false;
+}
 #endif
 
 static uint64_t rng_state = 88172645463325252ull;

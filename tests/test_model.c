@@ -64,13 +64,15 @@ static bool decode(hearth_context *c, const hearth_token *ids, uint32_t n, int32
 
 static int argmax(const float *x, int n) {
     int best = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[best]) best = i;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
     return best;
 }
 
 static float top2_margin(const float *x, int n) {
     int a = argmax(x, n), b = a == 0 ? 1 : 0;
-    for (int i = 0; i < n; i++) if (i != a && x[i] > x[b]) b = i;
+    for (int i = 0; i < n; i++)
+        if (i != a && x[i] > x[b]) b = i;
     return x[a] - x[b];
 }
 
@@ -103,7 +105,8 @@ static int read_ids(const char *rel, int32_t *ids, int cap) {
 }
 
 static int first_diff(const int32_t *a, const int32_t *b, int n) {
-    for (int i = 0; i < n; i++) if (a[i] != b[i]) return i;
+    for (int i = 0; i < n; i++)
+        if (a[i] != b[i]) return i;
     return n;
 }
 
@@ -111,7 +114,8 @@ TEST(f32_greedy_from_bos_matches_llama2c_and_llama_cpp) {
     hearth_model *m = load("models/stories260K.gguf");
     REQUIRE(m);
     int32_t ref_c[300], ref_cpp[300];
-    int n_c = read_ids("models/reference/stories260K.llama2c.greedy-from-BOS.256steps.ids", ref_c, 300);
+    int n_c =
+        read_ids("models/reference/stories260K.llama2c.greedy-from-BOS.256steps.ids", ref_c, 300);
     int n_cpp = read_ids("models/reference/stories260K.llamacpp.f32.greedy-from-BOS.256tok.ids",
                          ref_cpp, 300);
     REQUIRE(n_c >= 255 && n_cpp >= 255);
@@ -137,7 +141,8 @@ TEST(f32_greedy_prompt_matches_llama2c) {
     hearth_model *m = load("models/stories260K.gguf");
     REQUIRE(m);
     char *text = test_read_file(
-        test_shared("models/reference/stories260K.llama2c.greedy-prompt-Once-upon-a-time.64steps.ids"),
+        test_shared(
+            "models/reference/stories260K.llama2c.greedy-prompt-Once-upon-a-time.64steps.ids"),
         NULL);
     REQUIRE(text);
     /* Line 1: prompt ids with BOS; line 2: ids at positions 1..64 (prompt then generated). */
@@ -205,10 +210,12 @@ static int read_trace(const char *rel, int32_t *ids, float *margin, int cap) {
     char *text = test_read_file(test_shared(rel), NULL);
     if (!text) return 0;
     int n = 0;
-    for (char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+    for (char *line = text; line && *line;
+         line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
         int step, id1, id2;
         float l1, l2;
-        if (n < cap && sscanf(line, "step %d top5: %d:%f %d:%f", &step, &id1, &l1, &id2, &l2) == 5 &&
+        if (n < cap &&
+            sscanf(line, "step %d top5: %d:%f %d:%f", &step, &id1, &l1, &id2, &l2) == 5 &&
             step == n) {
             ids[n] = id1;
             margin[n] = l1 - l2;
@@ -226,12 +233,14 @@ static void check_quantized(const char *tag) {
              "models/reference/stories260K.llamacpp.%s.logits-after-prompt-Once-upon-a-time.f32le",
              tag);
     snprintf(trace, sizeof trace,
-             "models/reference/stories260K.llamacpp.%s.greedy-prompt-Once-upon-a-time.60tok.txt", tag);
+             "models/reference/stories260K.llamacpp.%s.greedy-prompt-Once-upon-a-time.60tok.txt",
+             tag);
     snprintf(bos_ids, sizeof bos_ids,
              "models/reference/stories260K.llamacpp.%s.greedy-from-BOS.256tok.ids", tag);
     float diff, mag;
     REQUIRE(prompt_logit_error(model, logits, HEARTH_KV_F16, &diff, &mag));
-    CHECKF(diff <= 0.02f * mag, "%s: logit error %g above 2%% of %g", tag, (double)diff, (double)mag);
+    CHECKF(diff <= 0.02f * mag, "%s: logit error %g above 2%% of %g", tag, (double)diff,
+           (double)mag);
 
     int32_t ref[64];
     float margin[64];
@@ -277,8 +286,12 @@ static void check_quantized(const char *tag) {
     hearth_model_free(m);
 }
 
-TEST(q8_0_matches_llama_cpp) { check_quantized("q8_0"); }
-TEST(q4_0_matches_llama_cpp) { check_quantized("q4_0"); }
+TEST(q8_0_matches_llama_cpp) {
+    check_quantized("q8_0");
+}
+TEST(q4_0_matches_llama_cpp) {
+    check_quantized("q4_0");
+}
 
 /* Feeding a prompt in one batch or token by token, with 1 or 2 threads,
  * gives the same logits; two sequences in one batch do not disturb each other. */

@@ -35,7 +35,8 @@ TEST(greedy_is_argmax) {
     float logits[100];
     for (int i = 0; i < 100; i++) logits[i] = sinf((float)i * 1.7f) * 5.0f;
     int best = 0;
-    for (int i = 1; i < 100; i++) if (logits[i] > logits[best]) best = i;
+    for (int i = 1; i < 100; i++)
+        if (logits[i] > logits[best]) best = i;
     hearth_sampler *s = make(plain(0.0f), 100);
     REQUIRE(s);
     for (int k = 0; k < 5; k++) CHECK(hearth_sampler_sample(s, logits) == best);

@@ -9,17 +9,16 @@
 #include "cli/cli.h"
 #include "hearth.h"
 
-static const char usage[] =
-    "usage: hearth <command> [options]\n"
-    "\n"
-    "hearth " HEARTH_VERSION " — a local-first LLM inference engine.\n"
-    "\n"
-    "commands:\n"
-    "  run     generate text from a GGUF model (hearth run --help)\n"
-    "\n"
-    "options:\n"
-    "  -h, --help      show this help\n"
-    "  --version       print the version\n";
+static const char usage[] = "usage: hearth <command> [options]\n"
+                            "\n"
+                            "hearth " HEARTH_VERSION " — a local-first LLM inference engine.\n"
+                            "\n"
+                            "commands:\n"
+                            "  run     generate text from a GGUF model (hearth run --help)\n"
+                            "\n"
+                            "options:\n"
+                            "  -h, --help      show this help\n"
+                            "  --version       print the version\n";
 
 void cli_error(const char *fmt, ...) {
     va_list ap;

@@ -77,9 +77,9 @@ static int parse_run_args(int argc, char **argv, run_opts *o, bool *done) {
         const char *a = argv[i];
         const char *v = NULL;
         long long ll;
-#define VALUE()                                                                                   \
-    do {                                                                                          \
-        if (!(v = cli_value(argc, argv, &i))) return 2;                                           \
+#define VALUE()                                                                                    \
+    do {                                                                                           \
+        if (!(v = cli_value(argc, argv, &i))) return 2;                                            \
     } while (0)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(run_usage, stdout);

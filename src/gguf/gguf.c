@@ -30,7 +30,9 @@ typedef struct gguf_cursor {
     hearth_error *err;
 } gguf_cursor;
 
-static uint64_t cursor_left(const gguf_cursor *c) { return c->size - c->off; }
+static uint64_t cursor_left(const gguf_cursor *c) {
+    return c->size - c->off;
+}
 
 /* Fails unless n more bytes are available; what names the field for the error. */
 static hearth_status cursor_need(gguf_cursor *c, uint64_t n, const char *what) {
@@ -67,10 +69,9 @@ static hearth_status cursor_str(gguf_cursor *c, gguf_str *s, uint64_t max_len, c
     hearth_status st = cursor_u64(c, &len, what);
     if (st != HEARTH_OK) return st;
     if (len > max_len) {
-        return error_set(c->err, HEARTH_ERR_BAD_MODEL,
-                         "%s at offset %llu has length %llu, above the limit %llu", what,
-                         (unsigned long long)at, (unsigned long long)len,
-                         (unsigned long long)max_len);
+        return error_set(
+            c->err, HEARTH_ERR_BAD_MODEL, "%s at offset %llu has length %llu, above the limit %llu",
+            what, (unsigned long long)at, (unsigned long long)len, (unsigned long long)max_len);
     }
     st = cursor_need(c, len, what);
     if (st != HEARTH_OK) return st;
@@ -104,7 +105,8 @@ uint32_t gguf_type_size(gguf_type t) {
 
 const char *gguf_type_name(gguf_type t) {
     static const char *const names[GGUF_TYPE_COUNT] = {
-        "u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64",
+        "u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
+        "bool", "string", "array", "u64", "i64", "f64",
     };
     return (unsigned)t < GGUF_TYPE_COUNT ? names[t] : "unknown";
 }
@@ -177,8 +179,9 @@ static hearth_status name_table_init(name_table *t, uint64_t n, hearth_error *er
     while (cap < n * 2) cap <<= 1;
     t->slots = calloc((size_t)cap, sizeof *t->slots);
     t->cap = cap;
-    if (!t->slots) return error_set(err, HEARTH_ERR_NOMEM, "out of memory for %llu names",
-                                    (unsigned long long)n);
+    if (!t->slots)
+        return error_set(err, HEARTH_ERR_NOMEM, "out of memory for %llu names",
+                         (unsigned long long)n);
     return HEARTH_OK;
 }
 
@@ -197,7 +200,9 @@ static uint64_t *name_table_slot(const name_table *t, const char *p, uint64_t n,
     }
 }
 
-static gguf_str kv_name(const void *items, uint64_t i) { return ((const gguf_kv *)items)[i].key; }
+static gguf_str kv_name(const void *items, uint64_t i) {
+    return ((const gguf_kv *)items)[i].key;
+}
 static gguf_str tensor_name(const void *items, uint64_t i) {
     return ((const gguf_tensor *)items)[i].name;
 }
@@ -214,7 +219,7 @@ typedef struct gguf_file_impl {
 
 /* Minimum bytes a metadata entry and a tensor descriptor take in the file,
  * used to reject absurd counts before allocating for them. */
-#define GGUF_MIN_KV_BYTES 14u     /* key length + 1 key byte + type + 1 value byte */
+#define GGUF_MIN_KV_BYTES     14u /* key length + 1 key byte + type + 1 value byte */
 #define GGUF_MIN_TENSOR_BYTES 33u /* name length + 1 + n_dims + 1 dim + type + offset */
 
 static hearth_status parse_value(gguf_cursor *c, gguf_kv *kv, gguf_type type, int depth,
@@ -325,8 +330,7 @@ static hearth_status parse_kvs(gguf_cursor *c, gguf_file_impl *g) {
         }
         st = parse_value(c, kv, (gguf_type)type, 0, what);
         if (st != HEARTH_OK) return st;
-        uint64_t *slot =
-            name_table_slot(&g->kv_names, kv->key.ptr, kv->key.len, kv_name, f->kv);
+        uint64_t *slot = name_table_slot(&g->kv_names, kv->key.ptr, kv->key.len, kv_name, f->kv);
         if (*slot != 0) {
             return error_set(c->err, HEARTH_ERR_BAD_MODEL, "metadata key '%s' appears twice",
                              keybuf);
@@ -376,8 +380,8 @@ static hearth_status parse_tensors(gguf_cursor *c, gguf_file_impl *g) {
         if (st != HEARTH_OK) return st;
         if (t->n_dims == 0 || t->n_dims > GGUF_MAX_DIMS) {
             return error_set(c->err, HEARTH_ERR_BAD_MODEL,
-                             "tensor '%s' has %u dimensions; the limit is 1 to %d", name,
-                             t->n_dims, GGUF_MAX_DIMS);
+                             "tensor '%s' has %u dimensions; the limit is 1 to %d", name, t->n_dims,
+                             GGUF_MAX_DIMS);
         }
         uint64_t n_elems = 1;
         for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) {
@@ -396,8 +400,8 @@ static hearth_status parse_tensors(gguf_cursor *c, gguf_file_impl *g) {
         st = cursor_u32(c, &t->type, what);
         if (st != HEARTH_OK) return st;
         if (!dtype_is_known(t->type)) {
-            return error_set(c->err, HEARTH_ERR_BAD_MODEL, "tensor '%s' has unknown type %u",
-                             name, t->type);
+            return error_set(c->err, HEARTH_ERR_BAD_MODEL, "tensor '%s' has unknown type %u", name,
+                             t->type);
         }
         uint64_t row = dtype_row_bytes(t->type, t->ne[0]);
         if (row == 0) {
@@ -419,8 +423,7 @@ static hearth_status parse_tensors(gguf_cursor *c, gguf_file_impl *g) {
             return error_set(c->err, HEARTH_ERR_BAD_MODEL,
                              "tensor '%s': data offset %llu is not a multiple of the alignment "
                              "%llu",
-                             name, (unsigned long long)t->offset,
-                             (unsigned long long)f->alignment);
+                             name, (unsigned long long)t->offset, (unsigned long long)f->alignment);
         }
         uint64_t *slot =
             name_table_slot(&g->tensor_names, t->name.ptr, t->name.len, tensor_name, f->tensors);
@@ -648,7 +651,9 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name) {
     return *slot ? &f->tensors[*slot - 1] : NULL;
 }
 
-bool gguf_str_eq(gguf_str s, const char *c) { return str_eq2(s, c, strlen(c)); }
+bool gguf_str_eq(gguf_str s, const char *c) {
+    return str_eq2(s, c, strlen(c));
+}
 
 void gguf_str_copy(gguf_str s, char *buf, size_t cap) {
     if (cap == 0) return;
@@ -741,8 +746,8 @@ hearth_status gguf_get_str_req(const gguf_file *f, const char *key, gguf_str *ou
     return gguf_get_str(f, key, out, err);
 }
 
-hearth_status gguf_get_arr(const gguf_file *f, const char *key, gguf_type elem,
-                           const gguf_kv **out, hearth_error *err) {
+hearth_status gguf_get_arr(const gguf_file *f, const char *key, gguf_type elem, const gguf_kv **out,
+                           hearth_error *err) {
     *out = NULL;
     const gguf_kv *kv = gguf_find(f, key);
     if (!kv) return HEARTH_OK;

@@ -38,12 +38,12 @@ typedef enum gguf_type {
     GGUF_TYPE_COUNT = 13
 } gguf_type;
 
-#define GGUF_MAX_DIMS 4
+#define GGUF_MAX_DIMS          4
 #define GGUF_DEFAULT_ALIGNMENT 32
 /* Limits on hostile files, far above anything real. */
-#define GGUF_MAX_NAME_LEN 256         /* tensor name bytes */
-#define GGUF_MAX_KEY_LEN 65535        /* metadata key bytes */
-#define GGUF_MAX_ARRAY_DEPTH 4        /* nested arrays */
+#define GGUF_MAX_NAME_LEN    256   /* tensor name bytes */
+#define GGUF_MAX_KEY_LEN     65535 /* metadata key bytes */
+#define GGUF_MAX_ARRAY_DEPTH 4     /* nested arrays */
 
 typedef struct gguf_str {
     const char *ptr; /* into the mapping; not NUL-terminated */
@@ -59,10 +59,10 @@ typedef struct gguf_kv {
         double f64;   /* FLOAT32, FLOAT64 */
         gguf_str str; /* STRING */
         struct {
-            gguf_type type;       /* element type */
-            uint64_t n;           /* element count */
-            const uint8_t *data;  /* first element in the mapping (numeric arrays) */
-            gguf_str *strs;       /* (n) for string arrays, else NULL */
+            gguf_type type;      /* element type */
+            uint64_t n;          /* element count */
+            const uint8_t *data; /* first element in the mapping (numeric arrays) */
+            gguf_str *strs;      /* (n) for string arrays, else NULL */
         } arr;
     } v;
 } gguf_kv;
@@ -74,7 +74,7 @@ typedef struct gguf_tensor {
     uint32_t type;              /* hearth_dtype */
     uint64_t offset;            /* from the start of the data section */
     uint64_t nbytes;
-    const void *data;           /* into the mapping */
+    const void *data; /* into the mapping */
 } gguf_tensor;
 
 typedef struct gguf_file {
@@ -84,11 +84,11 @@ typedef struct gguf_file {
     uint64_t alignment;
     uint64_t data_offset; /* start of the data section in the file */
     uint64_t n_kv;
-    gguf_kv *kv;          /* (n_kv) */
+    gguf_kv *kv; /* (n_kv) */
     uint64_t n_tensors;
     gguf_tensor *tensors; /* (n_tensors) */
     /* ownership of base */
-    bool mapped;          /* base came from mmap (else malloc or borrowed) */
+    bool mapped; /* base came from mmap (else malloc or borrowed) */
     bool owns_base;
 } gguf_file;
 
@@ -121,8 +121,8 @@ hearth_status gguf_get_str(const gguf_file *f, const char *key, gguf_str *out, h
 hearth_status gguf_get_str_req(const gguf_file *f, const char *key, gguf_str *out,
                                hearth_error *err);
 /* An array of any element type: *out points at the kv (NULL when absent). */
-hearth_status gguf_get_arr(const gguf_file *f, const char *key, gguf_type elem,
-                           const gguf_kv **out, hearth_error *err);
+hearth_status gguf_get_arr(const gguf_file *f, const char *key, gguf_type elem, const gguf_kv **out,
+                           hearth_error *err);
 
 /* Element i (< arr.n) of a numeric array, converted. */
 int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i);
@@ -151,8 +151,8 @@ hearth_status gguf_writer_set_bool(gguf_writer *w, const char *key, bool v, hear
 hearth_status gguf_writer_set_str(gguf_writer *w, const char *key, const char *v,
                                   hearth_error *err);
 /* An array of n fixed-size elements of type elem, read from data. */
-hearth_status gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem,
-                                  const void *data, uint64_t n, hearth_error *err);
+hearth_status gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem, const void *data,
+                                  uint64_t n, hearth_error *err);
 /* An array of n strings; lens may be NULL for NUL-terminated strings. */
 hearth_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *strs,
                                       const uint64_t *lens, uint64_t n, hearth_error *err);

@@ -37,8 +37,12 @@ static bool bytes_put(bytes *b, const void *src, size_t n) {
     return true;
 }
 
-static bool bytes_u32(bytes *b, uint32_t v) { return bytes_put(b, &v, 4); }
-static bool bytes_u64(bytes *b, uint64_t v) { return bytes_put(b, &v, 8); }
+static bool bytes_u32(bytes *b, uint32_t v) {
+    return bytes_put(b, &v, 4);
+}
+static bool bytes_u64(bytes *b, uint64_t v) {
+    return bytes_put(b, &v, 8);
+}
 static bool bytes_str(bytes *b, const char *s, uint64_t n) {
     return bytes_u64(b, n) && bytes_put(b, s, (size_t)n);
 }
@@ -54,12 +58,13 @@ typedef struct pending_tensor {
 } pending_tensor;
 
 struct gguf_writer {
-    bytes kv;           /* serialized metadata entries */
+    bytes kv; /* serialized metadata entries */
     uint64_t n_kv;
-    char **keys;        /* (n_kv) for duplicate checks */
+    char **keys; /* (n_kv) for duplicate checks */
     pending_tensor *tensors;
     uint64_t n_tensors, cap_tensors;
-    uint64_t data_size; /* aligned size of the data section so far */
+    uint64_t alignment; /* general.alignment when set, else the default */
+    uint64_t data_size; /* aligned size of the data section (set by layout) */
 };
 
 hearth_status gguf_writer_create(gguf_writer **out, hearth_error *err) {
@@ -113,6 +118,8 @@ static hearth_status kv_scalar(gguf_writer *w, const char *key, gguf_type type, 
 }
 
 hearth_status gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v, hearth_error *err) {
+    /* The alignment the file declares is the one its tensors must follow. */
+    if (!strcmp(key, "general.alignment") && v != 0 && (v & (v - 1)) == 0) w->alignment = v;
     return kv_scalar(w, key, GGUF_TYPE_UINT32, &v, err);
 }
 hearth_status gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v, hearth_error *err) {
@@ -136,8 +143,8 @@ hearth_status gguf_writer_set_str(gguf_writer *w, const char *key, const char *v
     return bytes_str(&w->kv, v, strlen(v)) ? HEARTH_OK : nomem(err);
 }
 
-hearth_status gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem,
-                                  const void *data, uint64_t n, hearth_error *err) {
+hearth_status gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem, const void *data,
+                                  uint64_t n, hearth_error *err) {
     uint32_t size = gguf_type_size(elem);
     if (size == 0 || n > SIZE_MAX / size) {
         return error_set(err, HEARTH_ERR_INVALID_ARG, "metadata '%s': bad array element type %s",
@@ -208,16 +215,32 @@ hearth_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t 
     t->n_dims = n_dims;
     for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
     t->nbytes = row * rows;
-    t->offset = w->data_size;
     t->data = data;
-    uint64_t a = GGUF_DEFAULT_ALIGNMENT;
-    w->data_size += (t->nbytes + a - 1) / a * a;
     w->n_tensors++;
     return HEARTH_OK;
 }
 
+static uint64_t writer_alignment(const gguf_writer *w) {
+    return w->alignment ? w->alignment : GGUF_DEFAULT_ALIGNMENT;
+}
+
+static size_t tensor_pad(const gguf_writer *w, const pending_tensor *t) {
+    uint64_t a = writer_alignment(w);
+    return (size_t)((a - t->nbytes % a) % a);
+}
+
+/* Gives each tensor its aligned offset in the data section. */
+static void layout(gguf_writer *w) {
+    w->data_size = 0;
+    for (uint64_t i = 0; i < w->n_tensors; i++) {
+        w->tensors[i].offset = w->data_size;
+        w->data_size += w->tensors[i].nbytes + tensor_pad(w, &w->tensors[i]);
+    }
+}
+
 /* Serializes header, metadata and tensor infos, padded to the alignment. */
 static hearth_status build_head(gguf_writer *w, bytes *h, hearth_error *err) {
+    layout(w);
     bool ok = bytes_put(h, "GGUF", 4) && bytes_u32(h, 3) && bytes_u64(h, w->n_tensors) &&
               bytes_u64(h, w->n_kv) && bytes_put(h, w->kv.p, w->kv.n);
     for (uint64_t i = 0; ok && i < w->n_tensors; i++) {
@@ -226,15 +249,20 @@ static hearth_status build_head(gguf_writer *w, bytes *h, hearth_error *err) {
         for (uint32_t d = 0; ok && d < t->n_dims; d++) ok = bytes_u64(h, t->ne[d]);
         ok = ok && bytes_u32(h, t->type) && bytes_u64(h, t->offset);
     }
-    static const uint8_t zeros[GGUF_DEFAULT_ALIGNMENT] = {0};
-    size_t pad = (GGUF_DEFAULT_ALIGNMENT - h->n % GGUF_DEFAULT_ALIGNMENT) % GGUF_DEFAULT_ALIGNMENT;
-    ok = ok && bytes_put(h, zeros, pad);
+    uint64_t a = writer_alignment(w);
+    for (size_t pad = (size_t)((a - h->n % a) % a); ok && pad > 0; pad--) ok = bytes_put(h, "", 1);
     return ok ? HEARTH_OK : nomem(err);
 }
 
-static size_t tensor_pad(const pending_tensor *t) {
-    return (size_t)((GGUF_DEFAULT_ALIGNMENT - t->nbytes % GGUF_DEFAULT_ALIGNMENT) %
-                    GGUF_DEFAULT_ALIGNMENT);
+/* Writes n zero bytes of padding. */
+static bool put_zeros(bytes *b, FILE *fp, size_t n) {
+    static const uint8_t zeros[64] = {0};
+    while (n > 0) {
+        size_t k = n < sizeof zeros ? n : sizeof zeros;
+        if (b ? !bytes_put(b, zeros, k) : fwrite(zeros, 1, k, fp) != k) return false;
+        n -= k;
+    }
+    return true;
 }
 
 hearth_status gguf_writer_write_memory(gguf_writer *w, uint8_t **out, size_t *len,
@@ -242,10 +270,9 @@ hearth_status gguf_writer_write_memory(gguf_writer *w, uint8_t **out, size_t *le
     *out = NULL;
     bytes h = {0};
     hearth_status st = build_head(w, &h, err);
-    static const uint8_t zeros[GGUF_DEFAULT_ALIGNMENT] = {0};
     for (uint64_t i = 0; st == HEARTH_OK && i < w->n_tensors; i++) {
         const pending_tensor *t = &w->tensors[i];
-        if (!bytes_put(&h, t->data, (size_t)t->nbytes) || !bytes_put(&h, zeros, tensor_pad(t))) {
+        if (!bytes_put(&h, t->data, (size_t)t->nbytes) || !put_zeros(&h, NULL, tensor_pad(w, t))) {
             st = nomem(err);
         }
     }
@@ -269,15 +296,13 @@ hearth_status gguf_writer_write_file(gguf_writer *w, const char *path,
         free(h.p);
         return error_set(err, HEARTH_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     }
-    static const uint8_t zeros[GGUF_DEFAULT_ALIGNMENT] = {0};
     bool ok = fwrite(h.p, 1, h.n, fp) == h.n;
     free(h.p);
     uint64_t written = 0;
     for (uint64_t i = 0; ok && i < w->n_tensors; i++) {
         const pending_tensor *t = &w->tensors[i];
-        size_t pad = tensor_pad(t);
-        ok = fwrite(t->data, 1, (size_t)t->nbytes, fp) == t->nbytes &&
-             fwrite(zeros, 1, pad, fp) == pad;
+        size_t pad = tensor_pad(w, t);
+        ok = fwrite(t->data, 1, (size_t)t->nbytes, fp) == t->nbytes && put_zeros(NULL, fp, pad);
         written += t->nbytes + pad;
         if (progress && w->data_size) progress((double)written / (double)w->data_size, arg);
     }

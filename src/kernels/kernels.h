@@ -24,11 +24,11 @@ typedef void (*quantize_row_fn)(const float *x, void *y, int64_t n);
 typedef float (*vec_dot_fn)(int64_t n, const void *w, const void *a);
 
 typedef struct kernel_traits {
-    uint32_t type;          /* hearth_dtype of the weights */
-    uint32_t act_type;      /* hearth_dtype activations are converted to */
+    uint32_t type;     /* hearth_dtype of the weights */
+    uint32_t act_type; /* hearth_dtype activations are converted to */
     dequantize_row_fn dequantize;
     quantize_row_fn quantize_act; /* float -> act_type */
-    vec_dot_fn vec_dot;     /* (type row) . (act_type row) */
+    vec_dot_fn vec_dot;           /* (type row) . (act_type row) */
 } kernel_traits;
 
 /* Kernels for weights of the given type, or NULL when hearth cannot multiply

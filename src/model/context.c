@@ -30,7 +30,9 @@ static void *alloc_array(uint64_t n, uint64_t size) {
     return calloc((size_t)(n ? n : 1), (size_t)(size ? size : 1));
 }
 
-static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
+static uint64_t max_u64(uint64_t a, uint64_t b) {
+    return a > b ? a : b;
+}
 
 /* Bytes of one activation row of width n converted for weights of type t. */
 static uint64_t act_bytes(uint32_t t, uint64_t n) {
@@ -42,7 +44,8 @@ static hearth_status alloc_scratch(hearth_context *ctx, hearth_error *err) {
     const model_hparams *hp = &ctx->model->hp;
     uint64_t nb = ctx->params.n_batch;
     uint64_t nq = (uint64_t)hp->n_head * hp->head_dim, nk = (uint64_t)hp->n_head_kv * hp->head_dim;
-    uint64_t nv = (uint64_t)hp->n_head_kv * hp->head_dim_v, no = (uint64_t)hp->n_head * hp->head_dim_v;
+    uint64_t nv = (uint64_t)hp->n_head_kv * hp->head_dim_v,
+             no = (uint64_t)hp->n_head * hp->head_dim_v;
     uint64_t widest = max_u64(max_u64(hp->n_embd, hp->n_ff), no);
     /* The largest activation type is F32; size for it and any block padding. */
     ctx->act_row_bytes = (size_t)max_u64(widest * 4, act_bytes(HEARTH_DTYPE_Q8_0, widest));
@@ -133,40 +136,49 @@ void hearth_context_free(hearth_context *ctx) {
     free(ctx->kv.len);
     free(ctx->kv.next);
     forward_scratch *s = &ctx->s;
-    void *bufs[] = {s->x,      s->xb,       s->q,     s->k,      s->v,        s->att,
-                    s->hb,     s->hb2,      s->rope_cos, s->rope_sin, s->act, s->scores,
-                    s->qh,     s->out_x,    s->out_rows, s->logits};
+    void *bufs[] = {s->x,  s->xb,    s->q,        s->k,        s->v,   s->att,
+                    s->hb, s->hb2,   s->rope_cos, s->rope_sin, s->act, s->scores,
+                    s->qh, s->out_x, s->out_rows, s->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(ctx);
 }
 
-uint32_t hearth_context_n_ctx(const hearth_context *ctx) { return ctx->kv.n_ctx; }
+uint32_t hearth_context_n_ctx(const hearth_context *ctx) {
+    return ctx->kv.n_ctx;
+}
 
 /* Checks every token, sequence id and position of the batch, and that the
  * positions of each sequence continue its cache without gaps. */
 static hearth_status validate_batch(hearth_context *ctx, const hearth_batch *b, hearth_error *err) {
     if (b->n == 0) return error_set(err, HEARTH_ERR_INVALID_ARG, "empty batch");
     if (b->n > ctx->params.n_batch) {
-        return error_set(err, HEARTH_ERR_INVALID_ARG, "batch of %u tokens exceeds n_batch %u",
-                         b->n, ctx->params.n_batch);
+        return error_set(err, HEARTH_ERR_INVALID_ARG, "batch of %u tokens exceeds n_batch %u", b->n,
+                         ctx->params.n_batch);
     }
     if (!b->tokens || !b->pos || !b->seq) {
-        return error_set(err, HEARTH_ERR_INVALID_ARG, "batch without tokens, positions or sequences");
+        return error_set(err, HEARTH_ERR_INVALID_ARG,
+                         "batch without tokens, positions or sequences");
     }
     const kv_cache *kv = &ctx->kv;
     int32_t n_vocab = (int32_t)ctx->model->hp.n_vocab;
     for (uint32_t i = 0; i < b->n; i++) {
         if (b->tokens[i] < 0 || b->tokens[i] >= n_vocab) {
-            return error_set(err, HEARTH_ERR_INVALID_ARG, "token %d at batch index %u is outside "
-                             "the vocabulary (%d tokens)", b->tokens[i], i, n_vocab);
+            return error_set(err, HEARTH_ERR_INVALID_ARG,
+                             "token %d at batch index %u is outside "
+                             "the vocabulary (%d tokens)",
+                             b->tokens[i], i, n_vocab);
         }
         if (b->seq[i] < 0 || (uint32_t)b->seq[i] >= kv->n_seq) {
-            return error_set(err, HEARTH_ERR_INVALID_ARG, "sequence id %d at batch index %u is "
-                             "outside 0..%u", b->seq[i], i, kv->n_seq - 1);
+            return error_set(err, HEARTH_ERR_INVALID_ARG,
+                             "sequence id %d at batch index %u is "
+                             "outside 0..%u",
+                             b->seq[i], i, kv->n_seq - 1);
         }
         if (b->pos[i] < 0 || (uint32_t)b->pos[i] >= kv->n_ctx) {
-            return error_set(err, HEARTH_ERR_CONTEXT_FULL, "position %d of sequence %d does not "
-                             "fit the context of %u positions", b->pos[i], b->seq[i], kv->n_ctx);
+            return error_set(err, HEARTH_ERR_CONTEXT_FULL,
+                             "position %d of sequence %d does not "
+                             "fit the context of %u positions",
+                             b->pos[i], b->seq[i], kv->n_ctx);
         }
     }
     /* Positions per sequence must be len, len + 1, ... in batch order.  The
@@ -175,8 +187,10 @@ static hearth_status validate_batch(hearth_context *ctx, const hearth_batch *b, 
     for (uint32_t i = 0; i < b->n; i++) {
         int32_t expect = kv->next[b->seq[i]]++;
         if (b->pos[i] != expect) {
-            return error_set(err, HEARTH_ERR_INVALID_ARG, "batch index %u: sequence %d expects "
-                             "position %d next, got %d", i, b->seq[i], expect, b->pos[i]);
+            return error_set(err, HEARTH_ERR_INVALID_ARG,
+                             "batch index %u: sequence %d expects "
+                             "position %d next, got %d",
+                             i, b->seq[i], expect, b->pos[i]);
         }
     }
     return HEARTH_OK;

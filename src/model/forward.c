@@ -58,15 +58,17 @@ static void rope_angles(float *cos_out, float *sin_out, int32_t pos, int n_rot, 
     }
 }
 
-static float silu(float x) { return x / (1.0f + expf(-x)); }
+static float silu(float x) {
+    return x / (1.0f + expf(-x));
+}
 
 /* ---------------------------------------------------------------- matmul */
 
 typedef struct act_job {
     const kernel_traits *kt;
-    const float *x;   /* (n_tok, n) */
+    const float *x; /* (n_tok, n) */
     int64_t n;
-    uint8_t *act;     /* (n_tok, stride) */
+    uint8_t *act; /* (n_tok, stride) */
     size_t stride;
     int64_t n_tok;
 } act_job;
@@ -75,7 +77,8 @@ static void act_worker(void *arg, int ith, int nth) {
     act_job *j = arg;
     int64_t b, e;
     threadpool_split(j->n_tok, ith, nth, &b, &e);
-    for (int64_t t = b; t < e; t++) j->kt->quantize_act(j->x + t * j->n, j->act + t * j->stride, j->n);
+    for (int64_t t = b; t < e; t++)
+        j->kt->quantize_act(j->x + t * j->n, j->act + t * j->stride, j->n);
 }
 
 /* Converts n_tok rows of width n to the activation type of w into ctx->s.act. */
@@ -92,7 +95,7 @@ typedef struct matmul_job {
     const weight *w;
     const uint8_t *act;
     size_t stride;
-    float *y;         /* (n_tok, w->ne1) */
+    float *y; /* (n_tok, w->ne1) */
     int64_t n_tok;
 } matmul_job;
 
@@ -162,8 +165,10 @@ static void attend_one(attn_job *j, int ith, uint32_t t, uint32_t h) {
     }
     float max = -INFINITY;
     for (int32_t p = 0; p <= pos; p++) {
-        const uint8_t *krow = kv->k + ((slot0 + (size_t)p) * kv->k_row + (size_t)kvh * hd) * kv->elem_bytes;
-        float s = f16 ? dot_f16(qh, (const uint16_t *)krow, hd) : dot_f32(q, (const float *)krow, hd);
+        const uint8_t *krow =
+            kv->k + ((slot0 + (size_t)p) * kv->k_row + (size_t)kvh * hd) * kv->elem_bytes;
+        float s =
+            f16 ? dot_f16(qh, (const uint16_t *)krow, hd) : dot_f32(q, (const float *)krow, hd);
         s *= scale;
         scores[p] = s;
         if (s > max) max = s;
@@ -178,7 +183,8 @@ static void attend_one(attn_job *j, int ith, uint32_t t, uint32_t h) {
     memset(out, 0, (size_t)hdv * sizeof *out);
     for (int32_t p = 0; p <= pos; p++) {
         float w = scores[p] * inv;
-        const uint8_t *vrow = kv->v + ((slot0 + (size_t)p) * kv->v_row + (size_t)kvh * hdv) * kv->elem_bytes;
+        const uint8_t *vrow =
+            kv->v + ((slot0 + (size_t)p) * kv->v_row + (size_t)kvh * hdv) * kv->elem_bytes;
         if (f16) {
             w = hearth_fp16_to_f32(hearth_f32_to_fp16(w));
             const uint16_t *v = (const uint16_t *)vrow;
@@ -195,14 +201,16 @@ static void attn_worker(void *arg, int ith, int nth) {
     uint32_t n_head = j->ctx->model->hp.n_head;
     int64_t b, e;
     threadpool_split((int64_t)j->batch->n * n_head, ith, nth, &b, &e);
-    for (int64_t i = b; i < e; i++) attend_one(j, ith, (uint32_t)(i / n_head), (uint32_t)(i % n_head));
+    for (int64_t i = b; i < e; i++)
+        attend_one(j, ith, (uint32_t)(i / n_head), (uint32_t)(i % n_head));
 }
 
 /* Writes the batch's keys and values of one layer into the cache. */
 static void kv_store(hearth_context *ctx, const hearth_batch *batch, uint32_t layer) {
     kv_cache *kv = &ctx->kv;
     for (uint32_t t = 0; t < batch->n; t++) {
-        size_t slot = ((size_t)layer * kv->n_seq + (size_t)batch->seq[t]) * kv->n_ctx + (size_t)batch->pos[t];
+        size_t slot =
+            ((size_t)layer * kv->n_seq + (size_t)batch->seq[t]) * kv->n_ctx + (size_t)batch->pos[t];
         const float *k = ctx->s.k + (size_t)t * kv->k_row;
         const float *v = ctx->s.v + (size_t)t * kv->v_row;
         uint8_t *kd = kv->k + slot * kv->k_row * kv->elem_bytes;
@@ -249,8 +257,10 @@ void model_forward(hearth_context *ctx, const hearth_batch *batch) {
         matmul_act(ctx, &l->wv, s->v, n);
         for (int64_t t = 0; t < n; t++) {
             const float *c = s->rope_cos + t * half, *sn = s->rope_sin + t * half;
-            rope_apply(s->q + t * nq, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, hp->rope, c, sn);
-            rope_apply(s->k + t * nk, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, hp->rope, c, sn);
+            rope_apply(s->q + t * nq, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, hp->rope,
+                       c, sn);
+            rope_apply(s->k + t * nk, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot,
+                       hp->rope, c, sn);
         }
         kv_store(ctx, batch, il);
         attn_job aj = {ctx, batch, il};

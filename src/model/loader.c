@@ -40,8 +40,8 @@ hearth_model_params hearth_model_default_params(void) {
 }
 
 /* Reads "<arch>.<suffix>" as u32 into *out; required ones must be present. */
-static hearth_status hp_u32(const gguf_file *f, const char *arch, const char *suffix,
-                            uint32_t *out, bool required, hearth_error *err) {
+static hearth_status hp_u32(const gguf_file *f, const char *arch, const char *suffix, uint32_t *out,
+                            bool required, hearth_error *err) {
     char key[128];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     return required ? gguf_get_u32_req(f, key, out, err) : gguf_get_u32(f, key, out, err);
@@ -101,8 +101,8 @@ static hearth_status read_hparams(const gguf_file *f, model_hparams *hp, hearth_
         (st = hp_f32(f, a, "attention.layer_norm_rms_epsilon", &hp->norm_eps, err))) {
         return st;
     }
-    if (hp->head_dim == 0 || hp->head_dim > 1024 || hp->head_dim_v == 0 ||
-        hp->head_dim_v > 1024 || hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0) {
+    if (hp->head_dim == 0 || hp->head_dim > 1024 || hp->head_dim_v == 0 || hp->head_dim_v > 1024 ||
+        hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0) {
         return error_set(err, HEARTH_ERR_BAD_MODEL,
                          "head size %u (value %u) with %u rotary dims: sizes must be 1..1024 and "
                          "rotary dims even and at most the head size",
@@ -117,19 +117,19 @@ static hearth_status read_hparams(const gguf_file *f, model_hparams *hp, hearth_
 
 /* Binds tensor name to w, checking it is (ne0, ne1) — ne1 = 0 for a vector —
  * and of a type the kernels multiply (vectors must be F32). */
-static hearth_status bind(const gguf_file *f, const char *name, int64_t ne0, int64_t ne1,
-                          weight *w, uint64_t *bytes, hearth_error *err) {
+static hearth_status bind(const gguf_file *f, const char *name, int64_t ne0, int64_t ne1, weight *w,
+                          uint64_t *bytes, hearth_error *err) {
     const gguf_tensor *t = gguf_find_tensor(f, name);
     if (!t) return error_set(err, HEARTH_ERR_BAD_MODEL, "tensor '%s' is missing", name);
     int64_t want1 = ne1 ? ne1 : 1;
     uint32_t want_dims = ne1 ? 2 : 1;
-    if ((int64_t)t->ne[0] != ne0 || (int64_t)t->ne[1] != want1 || t->ne[2] != 1 ||
-        t->ne[3] != 1 || (t->n_dims != want_dims && !(t->n_dims == 2 && ne1 == 0))) {
+    if ((int64_t)t->ne[0] != ne0 || (int64_t)t->ne[1] != want1 || t->ne[2] != 1 || t->ne[3] != 1 ||
+        (t->n_dims != want_dims && !(t->n_dims == 2 && ne1 == 0))) {
         return error_set(err, HEARTH_ERR_BAD_MODEL,
                          "tensor '%s' has shape [%llu, %llu, %llu, %llu], expected [%lld, %lld]",
                          name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
-                         (unsigned long long)t->ne[2], (unsigned long long)t->ne[3],
-                         (long long)ne0, (long long)want1);
+                         (unsigned long long)t->ne[2], (unsigned long long)t->ne[3], (long long)ne0,
+                         (long long)want1);
     }
     w->data = t->data;
     w->type = t->type;
@@ -203,9 +203,10 @@ static hearth_status bind_model(hearth_model *m, hearth_error *err) {
     }
     hp->n_vocab = (uint32_t)embd->ne[1];
     uint64_t bytes = 0;
-    hearth_status st = bind(f, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->token_embd,
-                            &bytes, err);
-    if (st == HEARTH_OK) st = bind(f, "output_norm.weight", hp->n_embd, 0, &m->output_norm, &bytes, err);
+    hearth_status st =
+        bind(f, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->token_embd, &bytes, err);
+    if (st == HEARTH_OK)
+        st = bind(f, "output_norm.weight", hp->n_embd, 0, &m->output_norm, &bytes, err);
     if (st != HEARTH_OK) return st;
     hp->tied_output = gguf_find_tensor(f, "output.weight") == NULL;
     if (hp->tied_output) {
@@ -215,7 +216,8 @@ static hearth_status bind_model(hearth_model *m, hearth_error *err) {
         if (st != HEARTH_OK) return st;
     }
     m->layers = calloc(hp->n_layer, sizeof *m->layers);
-    if (!m->layers) return error_set(err, HEARTH_ERR_NOMEM, "out of memory for %u layers", hp->n_layer);
+    if (!m->layers)
+        return error_set(err, HEARTH_ERR_NOMEM, "out of memory for %u layers", hp->n_layer);
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         st = bind_layer(f, hp, il, &m->layers[il], &bytes, err);
         if (st != HEARTH_OK) return st;
@@ -263,7 +265,15 @@ void hearth_model_free(hearth_model *m) {
     free(m);
 }
 
-const hearth_tokenizer *hearth_model_tokenizer(const hearth_model *m) { return m->tok; }
-int32_t hearth_model_n_vocab(const hearth_model *m) { return (int32_t)m->hp.n_vocab; }
-uint32_t hearth_model_n_ctx_train(const hearth_model *m) { return m->hp.n_ctx_train; }
-const char *hearth_model_desc(const hearth_model *m) { return m->desc; }
+const hearth_tokenizer *hearth_model_tokenizer(const hearth_model *m) {
+    return m->tok;
+}
+int32_t hearth_model_n_vocab(const hearth_model *m) {
+    return (int32_t)m->hp.n_vocab;
+}
+uint32_t hearth_model_n_ctx_train(const hearth_model *m) {
+    return m->hp.n_ctx_train;
+}
+const char *hearth_model_desc(const hearth_model *m) {
+    return m->desc;
+}

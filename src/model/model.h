@@ -24,32 +24,32 @@ typedef enum rope_mode {
 } rope_mode;
 
 typedef struct model_hparams {
-    char arch[32];          /* general.architecture */
+    char arch[32]; /* general.architecture */
     uint32_t n_vocab;
-    uint32_t n_ctx_train;   /* context length the model was trained for */
-    uint32_t n_embd;        /* model width (dim) */
+    uint32_t n_ctx_train; /* context length the model was trained for */
+    uint32_t n_embd;      /* model width (dim) */
     uint32_t n_layer;
-    uint32_t n_ff;          /* feed-forward hidden size */
+    uint32_t n_ff; /* feed-forward hidden size */
     uint32_t n_head;
-    uint32_t n_head_kv;     /* < n_head for grouped-query attention */
-    uint32_t head_dim;      /* per-head size of q and k (key_length) */
-    uint32_t head_dim_v;    /* per-head size of v (value_length) */
-    uint32_t n_rot;         /* leading dims of each head that RoPE rotates */
-    float rope_base;        /* theta base */
-    float norm_eps;         /* RMSNorm epsilon */
+    uint32_t n_head_kv;  /* < n_head for grouped-query attention */
+    uint32_t head_dim;   /* per-head size of q and k (key_length) */
+    uint32_t head_dim_v; /* per-head size of v (value_length) */
+    uint32_t n_rot;      /* leading dims of each head that RoPE rotates */
+    float rope_base;     /* theta base */
+    float norm_eps;      /* RMSNorm epsilon */
     rope_mode rope;
-    bool tied_output;       /* output projection is token_embd */
+    bool tied_output; /* output projection is token_embd */
 } model_hparams;
 
 /* A weight tensor viewed as a matrix of rows (ne1 rows of ne0 elements) or,
  * for 1-D tensors, one row. */
 typedef struct weight {
-    const void *data;               /* into the mapped file */
-    uint32_t type;                  /* hearth_dtype */
-    int64_t ne0;                    /* elements per row (input width) */
-    int64_t ne1;                    /* rows (output width) */
+    const void *data; /* into the mapped file */
+    uint32_t type;    /* hearth_dtype */
+    int64_t ne0;      /* elements per row (input width) */
+    int64_t ne1;      /* rows (output width) */
     uint64_t row_bytes;
-    const kernel_traits *kt;        /* kernels for this type (NULL for F32 norm vectors) */
+    const kernel_traits *kt; /* kernels for this type (NULL for F32 norm vectors) */
 } weight;
 
 typedef struct layer_weights {
@@ -68,9 +68,9 @@ struct hearth_model {
     model_hparams hp;
     gguf_file *file;
     hearth_tokenizer *tok;
-    weight token_embd;  /* (n_vocab rows, n_embd cols) */
-    weight output_norm; /* (n_embd) F32 */
-    weight output;      /* (n_vocab rows, n_embd cols); token_embd when tied */
+    weight token_embd;     /* (n_vocab rows, n_embd cols) */
+    weight output_norm;    /* (n_embd) F32 */
+    weight output;         /* (n_vocab rows, n_embd cols); token_embd when tied */
     layer_weights *layers; /* (n_layer) */
     uint64_t weight_bytes;
     char desc[160];
@@ -88,10 +88,10 @@ typedef struct kv_cache {
     uint32_t k_row; /* elements per position: n_head_kv * head_dim */
     uint32_t v_row; /* n_head_kv * head_dim_v */
     size_t elem_bytes;
-    uint8_t *k;     /* (n_layer, n_seq, n_ctx, k_row) */
-    uint8_t *v;     /* (n_layer, n_seq, n_ctx, v_row) */
-    int32_t *len;   /* (n_seq) positions filled */
-    int32_t *next;  /* (n_seq) scratch for validating a batch */
+    uint8_t *k;    /* (n_layer, n_seq, n_ctx, k_row) */
+    uint8_t *v;    /* (n_layer, n_seq, n_ctx, v_row) */
+    int32_t *len;  /* (n_seq) positions filled */
+    int32_t *next; /* (n_seq) scratch for validating a batch */
 } kv_cache;
 
 /* ---------------------------------------------------------------- context */
@@ -99,22 +99,22 @@ typedef struct kv_cache {
 /* Scratch for one forward pass of up to n_batch tokens; all sized at
  * context creation. */
 typedef struct forward_scratch {
-    float *x;         /* (n_batch, n_embd) residual stream */
-    float *xb;        /* (n_batch, n_embd) normed input of a block */
-    float *q;         /* (n_batch, n_head * head_dim) */
-    float *k;         /* (n_batch, n_head_kv * head_dim) */
-    float *v;         /* (n_batch, n_head_kv * head_dim_v) */
-    float *att;       /* (n_batch, n_head * head_dim_v) attention output */
-    float *hb;        /* (n_batch, n_ff) gate, then the gated product */
-    float *hb2;       /* (n_batch, n_ff) up */
-    float *rope_cos;  /* (n_batch, n_rot / 2) */
-    float *rope_sin;  /* (n_batch, n_rot / 2) */
-    uint8_t *act;     /* (n_batch, max row bytes) activations in a weight's act_type */
-    float *scores;    /* (n_threads, n_ctx) attention scores per thread */
-    uint16_t *qh;     /* (n_threads, head_dim) a query rounded to f16 for an f16 cache */
-    float *out_x;     /* (n_outputs, n_embd) rows that need logits */
+    float *x;          /* (n_batch, n_embd) residual stream */
+    float *xb;         /* (n_batch, n_embd) normed input of a block */
+    float *q;          /* (n_batch, n_head * head_dim) */
+    float *k;          /* (n_batch, n_head_kv * head_dim) */
+    float *v;          /* (n_batch, n_head_kv * head_dim_v) */
+    float *att;        /* (n_batch, n_head * head_dim_v) attention output */
+    float *hb;         /* (n_batch, n_ff) gate, then the gated product */
+    float *hb2;        /* (n_batch, n_ff) up */
+    float *rope_cos;   /* (n_batch, n_rot / 2) */
+    float *rope_sin;   /* (n_batch, n_rot / 2) */
+    uint8_t *act;      /* (n_batch, max row bytes) activations in a weight's act_type */
+    float *scores;     /* (n_threads, n_ctx) attention scores per thread */
+    uint16_t *qh;      /* (n_threads, head_dim) a query rounded to f16 for an f16 cache */
+    float *out_x;      /* (n_outputs, n_embd) rows that need logits */
     int32_t *out_rows; /* (n_batch) index into logits for each batch token, -1 none */
-    float *logits;    /* (n_outputs, n_vocab) */
+    float *logits;     /* (n_outputs, n_vocab) */
 } forward_scratch;
 
 struct hearth_context {

@@ -61,7 +61,9 @@ static uint32_t rng_u32(uint64_t *state) {
 }
 
 /* Uniform in [0, 1) with 24 bits. */
-static float rng_f32(uint64_t *state) { return (float)(rng_u32(state) >> 8) / 16777216.0f; }
+static float rng_f32(uint64_t *state) {
+    return (float)(rng_u32(state) >> 8) / 16777216.0f;
+}
 
 hearth_status hearth_sampler_create(const hearth_sampler_params *params, int32_t n_vocab,
                                     hearth_sampler **out, hearth_error *err) {
@@ -132,7 +134,8 @@ static void apply_penalties(hearth_sampler *s) {
         int32_t c = s->counts[id];
         if (c <= 0) continue; /* this token's penalty was applied at an earlier slot */
         candidate *cd = &s->cand[id];
-        cd->logit = cd->logit > 0.0f ? cd->logit / p->repeat_penalty : cd->logit * p->repeat_penalty;
+        cd->logit =
+            cd->logit > 0.0f ? cd->logit / p->repeat_penalty : cd->logit * p->repeat_penalty;
         cd->logit -= (float)c * p->frequency_penalty + p->presence_penalty;
         s->counts[id] = -c; /* mark done; restored below */
     }

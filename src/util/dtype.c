@@ -54,7 +54,9 @@ const char *hearth_dtype_name(hearth_dtype type) {
     return info ? info->name : NULL;
 }
 
-bool dtype_is_known(uint32_t type) { return dtype_lookup(type) != NULL; }
+bool dtype_is_known(uint32_t type) {
+    return dtype_lookup(type) != NULL;
+}
 
 uint32_t dtype_block_size(uint32_t type) {
     const dtype_info *info = dtype_lookup(type);

@@ -115,7 +115,9 @@ void threadpool_free(threadpool *p) {
     free(p);
 }
 
-int threadpool_size(const threadpool *p) { return p->n_threads; }
+int threadpool_size(const threadpool *p) {
+    return p->n_threads;
+}
 
 void threadpool_run(threadpool *p, threadpool_fn fn, void *ctx) {
     if (p->n_threads == 1) {

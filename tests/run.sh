@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# run.sh — runs the whole suite after `make tests`, `make SAN=1 tests` and
+# `make fuzz` (the Makefile's `test` target does all four):
+#   1. every tests/test_* program, release build;
+#   2. the same programs built with ASan+UBSan;
+#   3. each fuzz target for FUZZ_SECONDS (default 60 in all) under ASan+UBSan;
+#   4. the format check.
+# Each program prints "ok   name" / "FAIL name" lines; this script counts
+# them and ends with "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+
+passed=0
+failed=0
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+
+# record NAME STATUS: counts one result.
+record() {
+    if [ "$2" = ok ]; then passed=$((passed + 1)); echo "ok   $1"; else
+        failed=$((failed + 1)); echo "FAIL $1"; fi
+}
+
+# run_program LABEL BINARY: runs a test program and counts its result lines;
+# a crash or a non-zero exit without a FAIL line counts as one failure.
+run_program() {
+    local label=$1 bin=$2 out rc p f
+    out=$("$bin" 2>&1)
+    rc=$?
+    printf '%s\n' "$out" | sed -e "s/^ok   /ok   $label /" -e "s/^FAIL /FAIL $label /"
+    p=$(printf '%s\n' "$out" | grep -c '^ok ')
+    f=$(printf '%s\n' "$out" | grep -c '^FAIL ')
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        record "$label $(basename "$bin") (exit status $rc)" fail
+    fi
+}
+
+for build in release asan; do
+    for bin in build/$build/tests/test_*; do
+        [ -x "$bin" ] || continue
+        run_program "[$build]" "$bin"
+    done
+done
+
+# Fuzzing: seeds from fuzz/corpus/<target> plus the shared models.
+fuzz_total=${FUZZ_SECONDS:-60}
+targets=(build/fuzz/fuzz_*)
+if [ -x "${targets[0]}" ]; then
+    per=$((fuzz_total / ${#targets[@]}))
+    [ "$per" -ge 5 ] || per=5
+    for bin in "${targets[@]}"; do
+        name=$(basename "$bin")
+        corpus=build/fuzz-corpus/$name
+        mkdir -p "$corpus"
+        seeds=fuzz/corpus/${name#fuzz_}
+        [ -d "$seeds" ] && cp -f "$seeds"/* "$corpus"/ 2>/dev/null
+        log=build/fuzz-corpus/$name.log
+        if "$bin" -max_total_time="$per" -max_len=4096 -timeout=10 -rss_limit_mb=4096 \
+            -print_final_stats=1 "$corpus" >"$log" 2>&1; then
+            runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
+            record "[fuzz] $name: ${runs:-?} inputs in ${per}s, no finding" ok
+        else
+            tail -n 40 "$log"
+            record "[fuzz] $name: finding (see $log)" fail
+        fi
+    done
+else
+    record "[fuzz] targets not built (make fuzz)" fail
+fi
+
+# Formatting of every tracked C source.
+if command -v clang-format >/dev/null 2>&1; then
+    if make -s format-check >build/format.log 2>&1; then
+        record "[format] clang-format check" ok
+    else
+        head -n 20 build/format.log
+        record "[format] clang-format check (make format fixes it)" fail
+    fi
+else
+    record "[format] clang-format missing" fail
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

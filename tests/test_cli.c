@@ -1,0 +1,254 @@
+/* test_cli.c — the hearth executable, run as a user runs it.
+ *
+ * Each case runs the binary built beside this test (build/<kind>/hearth)
+ * through the shell, capturing stdout, stderr and the exit status.  Text
+ * output is compared with llama2.c's own output for the same model and
+ * settings (greedy, and temperature 1 / top-p 0.9 with seed 133742, which
+ * also checks the sampler's random stream); bad input must produce exactly
+ * one error line on stderr, nothing on stdout and a non-zero status.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "gguf/gguf.h"
+#include "test.h"
+
+static char hearth_bin[1024];
+static const char *model_f32;
+
+typedef struct result {
+    int status;
+    char *out;
+    char *err;
+} result;
+
+static void result_free(result *r) {
+    free(r->out);
+    free(r->err);
+}
+
+/* Runs `hearth ARGS` (args is shell text) and captures everything. */
+static result run(const char *args) {
+    result r = {-1, NULL, NULL};
+    char out_path[512], err_path[512], cmd[8192];
+    snprintf(out_path, sizeof out_path, "%s/stdout", test_tmpdir());
+    snprintf(err_path, sizeof err_path, "%s/stderr", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s' </dev/null", hearth_bin, args, out_path,
+             err_path);
+    int st = system(cmd);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    r.out = test_read_file(out_path, NULL);
+    r.err = test_read_file(err_path, NULL);
+    if (!r.out) r.out = calloc(1, 1);
+    if (!r.err) r.err = calloc(1, 1);
+    return r;
+}
+
+static void rstrip(char *s) {
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' ')) s[--n] = '\0';
+}
+
+static int count_lines(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+/* Expects failure: non-zero status, empty stdout, one stderr line with needle. */
+static void expect_error(const char *args, const char *needle) {
+    result r = run(args);
+    CHECKF(r.status != 0 && r.status < 128, "%s: status %d", args, r.status);
+    CHECKF(r.out[0] == '\0', "%s: wrote to stdout: %.80s", args, r.out);
+    CHECKF(count_lines(r.err) == 1 && !strncmp(r.err, "hearth: error: ", 15),
+           "%s: stderr is not one error line: %s", args, r.err);
+    CHECKF(strstr(r.err, needle) != NULL, "%s: error lacks '%s': %s", args, needle, r.err);
+    result_free(&r);
+}
+
+/* Compares stdout with a reference text file (trailing whitespace ignored). */
+static void expect_text(const char *args, const char *ref_rel) {
+    result r = run(args);
+    char *ref = test_read_file(test_shared(ref_rel), NULL);
+    REQUIRE(ref);
+    CHECKF(r.status == 0, "%s: status %d, stderr %s", args, r.status, r.err);
+    rstrip(ref);
+    rstrip(r.out);
+    if (strcmp(ref, r.out) != 0) {
+        size_t i = 0;
+        while (ref[i] && ref[i] == r.out[i]) i++;
+        CHECKF(false, "%s: output differs from %s at byte %zu:\n    ours: %.60s\n    ref:  %.60s",
+               args, ref_rel, i, r.out + i, ref + i);
+    }
+    CHECKF(strstr(r.err, "tok/s") != NULL, "no speed report on stderr: %s", r.err);
+    free(ref);
+    result_free(&r);
+}
+
+TEST(help_documents_every_flag) {
+    result r = run("--help");
+    CHECK(r.status == 0 && strstr(r.out, "run") != NULL);
+    result_free(&r);
+    r = run("run --help");
+    CHECK(r.status == 0);
+    const char *flags[] = {"-m",
+                           "-p",
+                           "-n",
+                           "--temp",
+                           "--top-k",
+                           "--top-p",
+                           "--min-p",
+                           "--seed",
+                           "-t",
+                           "--ids",
+                           "--repeat-penalty",
+                           "--presence-penalty",
+                           "--frequency-penalty",
+                           "--repeat-last-n",
+                           "-c",
+                           "-f",
+                           "--kv-type",
+                           "--no-mmap",
+                           "--verbose"};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        char pat[64];
+        snprintf(pat, sizeof pat, "%s ", flags[i]);
+        CHECKF(strstr(r.out, pat) != NULL, "run --help does not document %s", flags[i]);
+    }
+    result_free(&r);
+}
+
+TEST(greedy_text_matches_llama2c) {
+    char args[1024];
+    snprintf(args, sizeof args, "run -m '%s' -p 'Once upon a time' -n 60 --temp 0 -t 2", model_f32);
+    expect_text(args,
+                "models/reference/stories260K.llama2c.greedy-prompt-Once-upon-a-time.64steps.txt");
+    snprintf(args, sizeof args, "run -m '%s' -n 256 --temp 0 --kv-type f32", model_f32);
+    expect_text(args, "models/reference/stories260K.llama2c.greedy-from-BOS.256steps.txt");
+}
+
+TEST(seeded_sampling_matches_llama2c) {
+    /* llama2.c -t 1.0 -p 0.9 -s 133742: temperature then nucleus, one
+     * xorshift draw per token.  Top-k and min-p are off to match. */
+    char args[1024];
+    snprintf(args, sizeof args,
+             "run -m '%s' -n 256 --temp 1 --top-p 0.9 --top-k 0 --min-p 0 --seed 133742 "
+             "--kv-type f32",
+             model_f32);
+    expect_text(args, "models/reference/stories260K.llama2c.t1.0-p0.9-seed133742.256steps.txt");
+}
+
+TEST(ids_output) {
+    char args[1024];
+    snprintf(args, sizeof args, "run -m '%s' -p 'Once upon a time' -n 8 --temp 0 --ids", model_f32);
+    result r = run(args);
+    CHECK(r.status == 0);
+    CHECKF(!strcmp(r.out, "1 403 407 261 378\n432 383 286 261 376 298 315 421\n"), "got: %s",
+           r.out);
+    result_free(&r);
+}
+
+TEST(prompt_from_file_and_seed_reproduces) {
+    char path[512], args[1024];
+    snprintf(path, sizeof path, "%s/prompt.txt", test_tmpdir());
+    FILE *fp = fopen(path, "w");
+    REQUIRE(fp);
+    fputs("Once upon a time", fp);
+    fclose(fp);
+    snprintf(args, sizeof args, "run -m '%s' -f '%s' -n 30 --seed 7 --temp 0.9", model_f32, path);
+    result a = run(args), b = run(args);
+    CHECK(a.status == 0 && b.status == 0);
+    CHECK(!strncmp(a.out, "Once upon a time", 16));
+    CHECK(!strcmp(a.out, b.out));
+    result_free(&a);
+    result_free(&b);
+}
+
+TEST(bad_input_is_one_error_line) {
+    char args[2048], path[512];
+    expect_error("run -m /nonexistent/model.gguf -p hi", "cannot open");
+    expect_error("run -p hi", "needs a model");
+    expect_error("frobnicate", "unknown command");
+    snprintf(args, sizeof args, "run -m '%s' --temp abc", model_f32);
+    expect_error(args, "--temp");
+    snprintf(args, sizeof args, "run -m '%s' --top-p 2", model_f32);
+    expect_error(args, "--top-p");
+    snprintf(args, sizeof args, "run -m '%s' -n 12x", model_f32);
+    expect_error(args, "-n");
+    snprintf(args, sizeof args, "run -m '%s' -t 0", model_f32);
+    expect_error(args, "-t");
+    snprintf(args, sizeof args, "run -m '%s' --kv-type q4", model_f32);
+    expect_error(args, "--kv-type");
+    snprintf(args, sizeof args, "run -m '%s' --bogus", model_f32);
+    expect_error(args, "unknown option");
+    snprintf(args, sizeof args, "run -m '%s' --seed", model_f32);
+    expect_error(args, "needs a value");
+    snprintf(args, sizeof args, "run -m '%s' -c 8 -p 'Once upon a time there was a girl'",
+             model_f32);
+    expect_error(args, "longer than the context");
+    snprintf(args, sizeof args, "run -m '%s' -f /nonexistent/prompt.txt", model_f32);
+    expect_error(args, "prompt file");
+
+    /* Not a model: a text file; a truncated model; a model of another architecture. */
+    snprintf(path, sizeof path, "%s/notes.gguf", test_tmpdir());
+    FILE *fp = fopen(path, "w");
+    REQUIRE(fp);
+    fputs("just some notes\n", fp);
+    fclose(fp);
+    snprintf(args, sizeof args, "run -m '%s'", path);
+    expect_error(args, "not a GGUF file");
+
+    size_t len;
+    char *whole = test_read_file(model_f32, &len);
+    REQUIRE(whole);
+    snprintf(path, sizeof path, "%s/truncated.gguf", test_tmpdir());
+    fp = fopen(path, "wb");
+    REQUIRE(fp);
+    fwrite(whole, 1, len / 2, fp);
+    fclose(fp);
+    free(whole);
+    snprintf(args, sizeof args, "run -m '%s'", path);
+    expect_error(args, "runs past the end");
+
+    gguf_writer *w;
+    hearth_error err;
+    REQUIRE(gguf_writer_create(&w, &err) == HEARTH_OK);
+    gguf_writer_set_str(w, "general.architecture", "mamba", &err);
+    snprintf(path, sizeof path, "%s/mamba.gguf", test_tmpdir());
+    REQUIRE(gguf_writer_write_file(w, path, NULL, NULL, &err) == HEARTH_OK);
+    gguf_writer_free(w);
+    snprintf(args, sizeof args, "run -m '%s'", path);
+    expect_error(args, "unsupported architecture 'mamba'");
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    test_init(argv[0]);
+    const char *env = getenv("HEARTH_BIN");
+    if (env && *env) {
+        snprintf(hearth_bin, sizeof hearth_bin, "%s", env);
+    } else {
+        /* build/<kind>/tests/test_cli -> build/<kind>/hearth */
+        snprintf(hearth_bin, sizeof hearth_bin, "%s", argv[0]);
+        char *slash = strrchr(hearth_bin, '/');
+        if (slash) *slash = '\0';
+        slash = strrchr(hearth_bin, '/');
+        if (slash) {
+            strcpy(slash, "/hearth");
+        } else {
+            strcpy(hearth_bin, "../hearth");
+        }
+    }
+    static char model[1024];
+    snprintf(model, sizeof model, "%s", test_shared("models/stories260K.gguf"));
+    model_f32 = model;
+    RUN(help_documents_every_flag);
+    RUN(greedy_text_matches_llama2c);
+    RUN(seeded_sampling_matches_llama2c);
+    RUN(ids_output);
+    RUN(prompt_from_file_and_seed_reproduces);
+    RUN(bad_input_is_one_error_line);
+    return test_finish();
+}
