@@ -46,7 +46,8 @@ static hearth_status alloc_scratch(hearth_context *ctx, hearth_error *err) {
     uint64_t nq = (uint64_t)hp->n_head * hp->head_dim, nk = (uint64_t)hp->n_head_kv * hp->head_dim;
     uint64_t nv = (uint64_t)hp->n_head_kv * hp->head_dim_v,
              no = (uint64_t)hp->n_head * hp->head_dim_v;
-    uint64_t widest = max_u64(max_u64(hp->n_embd, hp->n_ff), no);
+    uint64_t ff_moe = max_u64(hp->n_ff_exp, hp->n_ff_shexp);
+    uint64_t widest = max_u64(max_u64(max_u64(hp->n_embd, hp->n_ff), no), ff_moe);
     /* The largest activation type is F32; size for it and any block padding. */
     ctx->act_row_bytes = (size_t)max_u64(widest * 4, act_bytes(HEARTH_DTYPE_Q8_0, widest));
     int nth = threadpool_size(ctx->pool);
@@ -67,9 +68,23 @@ static hearth_status alloc_scratch(hearth_context *ctx, hearth_error *err) {
     s->out_x = alloc_array((uint64_t)ctx->n_outputs_max * hp->n_embd, sizeof(float));
     s->out_rows = alloc_array(nb, sizeof(int32_t));
     s->logits = alloc_array((uint64_t)ctx->n_outputs_max * hp->n_vocab, sizeof(float));
+    s->ffn_out = alloc_array(nb * hp->n_embd, sizeof(float));
+    uint64_t ne = hp->n_expert ? hp->n_expert : 1, ku = hp->n_expert_used ? hp->n_expert_used : 1;
+    s->router = alloc_array(nb * ne, sizeof(float));
+    s->sel = alloc_array(nb * ku, sizeof(int32_t));
+    s->sel_w = alloc_array(nb * ku, sizeof(float));
+    s->exp_count = alloc_array(ne, sizeof(int32_t));
+    s->exp_rows = alloc_array(ne * nb, sizeof(int32_t));
+    s->moe_in = alloc_array(nb * hp->n_embd, sizeof(float));
+    s->moe_g = alloc_array(nb * ff_moe, sizeof(float));
+    s->moe_u = alloc_array(nb * ff_moe, sizeof(float));
+    s->moe_out = alloc_array(nb * hp->n_embd, sizeof(float));
+    s->shexp_gate = alloc_array(nb, sizeof(float));
     if (!s->x || !s->xb || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 ||
         !s->rope_cos || !s->rope_sin || !s->act || !s->scores || !s->qh || !s->out_x ||
-        !s->out_rows || !s->logits) {
+        !s->out_rows || !s->logits || !s->ffn_out || !s->router || !s->sel || !s->sel_w ||
+        !s->exp_count || !s->exp_rows || !s->moe_in || !s->moe_g || !s->moe_u || !s->moe_out ||
+        !s->shexp_gate) {
         return error_set(err, HEARTH_ERR_NOMEM, "out of memory for the scratch buffers");
     }
     return HEARTH_OK;
@@ -136,9 +151,11 @@ void hearth_context_free(hearth_context *ctx) {
     free(ctx->kv.len);
     free(ctx->kv.next);
     forward_scratch *s = &ctx->s;
-    void *bufs[] = {s->x,  s->xb,    s->q,        s->k,        s->v,   s->att,
-                    s->hb, s->hb2,   s->rope_cos, s->rope_sin, s->act, s->scores,
-                    s->qh, s->out_x, s->out_rows, s->logits};
+    void *bufs[] = {s->x,     s->xb,      s->q,         s->k,        s->v,       s->att,
+                    s->hb,    s->hb2,     s->rope_cos,  s->rope_sin, s->act,     s->scores,
+                    s->qh,    s->out_x,   s->out_rows,  s->logits,   s->ffn_out, s->router,
+                    s->sel,   s->sel_w,   s->exp_count, s->exp_rows, s->moe_in,  s->moe_g,
+                    s->moe_u, s->moe_out, s->shexp_gate};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(ctx);
 }

@@ -225,6 +225,112 @@ static void kv_store(hearth_context *ctx, const hearth_batch *batch, uint32_t la
     }
 }
 
+/* ---------------------------------------------------------------- blocks */
+
+/* y[t] += bias for the n rows of width bias->ne0 (no-op when absent). */
+static void add_bias(float *y, const weight *bias, int64_t n) {
+    if (!bias->data) return;
+    const float *b = bias->data;
+    for (int64_t t = 0; t < n; t++) {
+        for (int64_t i = 0; i < bias->ne0; i++) y[t * bias->ne0 + i] += b[i];
+    }
+}
+
+/* RMSNorm of each of n_heads heads of x (qwen3's q/k norm); no-op when absent. */
+static void head_norm(float *x, const weight *w, int n_heads, float eps) {
+    if (!w->data) return;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (int64_t)h * w->ne0;
+        rmsnorm(v, v, w->data, w->ne0, eps);
+    }
+}
+
+/* out = down(silu(gate(x)) * up(x)) for n rows; g and u are scratch of
+ * (n, gate->ne1). */
+static void swiglu_ffn(hearth_context *ctx, const weight *gate, const weight *up,
+                       const weight *down, const float *x, float *g, float *u, float *out,
+                       int64_t n) {
+    act_convert(ctx, gate, x, n);
+    matmul_act(ctx, gate, g, n);
+    if (up->kt->act_type != gate->kt->act_type) act_convert(ctx, up, x, n);
+    matmul_act(ctx, up, u, n);
+    for (int64_t i = 0; i < n * gate->ne1; i++) g[i] = silu(g[i]) * u[i];
+    matmul(ctx, down, g, out, n);
+}
+
+/* Routes each of n tokens to its top-k experts: softmax over the router
+ * logits, the k most probable (ties to the lower index), their weights
+ * renormalised to sum to 1 when the model asks. */
+static void moe_route(hearth_context *ctx, const layer_weights *l, int64_t n) {
+    const model_hparams *hp = &ctx->model->hp;
+    forward_scratch *s = &ctx->s;
+    const int ne = (int)hp->n_expert, k = (int)hp->n_expert_used;
+    matmul(ctx, &l->gate_inp, s->xb, s->router, n);
+    memset(s->exp_count, 0, (size_t)ne * sizeof *s->exp_count);
+    for (int64_t t = 0; t < n; t++) {
+        float *p = s->router + t * ne;
+        float max = p[0];
+        for (int i = 1; i < ne; i++) max = p[i] > max ? p[i] : max;
+        double sum = 0.0;
+        for (int i = 0; i < ne; i++) sum += p[i] = expf(p[i] - max);
+        for (int i = 0; i < ne; i++) p[i] = (float)(p[i] / sum);
+        int32_t *sel = s->sel + t * k;
+        float *w = s->sel_w + t * k;
+        float wsum = 0.0f;
+        for (int j = 0; j < k; j++) {
+            int best = -1;
+            for (int i = 0; i < ne; i++) {
+                bool taken = false;
+                for (int q = 0; q < j; q++) taken |= sel[q] == i;
+                if (!taken && (best < 0 || p[i] > p[best])) best = i;
+            }
+            sel[j] = best;
+            w[j] = p[best];
+            wsum += p[best];
+            s->exp_rows[(int64_t)best * ctx->params.n_batch + s->exp_count[best]++] =
+                (int32_t)(t * k + j);
+        }
+        if (hp->expert_weights_norm) {
+            for (int j = 0; j < k; j++) w[j] /= wsum;
+        }
+    }
+}
+
+/* The mixture-of-experts feed-forward of s->xb into s->ffn_out.  Tokens are
+ * grouped by expert so each expert's weights are read once per batch. */
+static void moe_ffn(hearth_context *ctx, const layer_weights *l, int64_t n) {
+    const model_hparams *hp = &ctx->model->hp;
+    forward_scratch *s = &ctx->s;
+    const int64_t e = hp->n_embd, k = hp->n_expert_used;
+    moe_route(ctx, l, n);
+    memset(s->ffn_out, 0, (size_t)(n * e) * sizeof *s->ffn_out);
+    for (int64_t x = 0; x < (int64_t)hp->n_expert; x++) {
+        int64_t cnt = s->exp_count[x];
+        if (cnt == 0) continue;
+        const int32_t *rows = s->exp_rows + x * ctx->params.n_batch;
+        for (int64_t i = 0; i < cnt; i++) {
+            memcpy(s->moe_in + i * e, s->xb + (rows[i] / k) * e, (size_t)e * sizeof(float));
+        }
+        weight gate = weight_expert(&l->gate_exps, x), up = weight_expert(&l->up_exps, x);
+        weight down = weight_expert(&l->down_exps, x);
+        swiglu_ffn(ctx, &gate, &up, &down, s->moe_in, s->moe_g, s->moe_u, s->moe_out, cnt);
+        for (int64_t i = 0; i < cnt; i++) {
+            float w = s->sel_w[rows[i]];
+            float *dst = s->ffn_out + (rows[i] / k) * e;
+            for (int64_t d = 0; d < e; d++) dst[d] += w * s->moe_out[i * e + d];
+        }
+    }
+    if (!l->gate_shexp.data) return;
+    /* The shared expert sees every token, scaled by a sigmoid gate when present. */
+    swiglu_ffn(ctx, &l->gate_shexp, &l->up_shexp, &l->down_shexp, s->xb, s->moe_g, s->moe_u,
+               s->moe_out, n);
+    if (l->gate_inp_shexp.data) matmul(ctx, &l->gate_inp_shexp, s->xb, s->shexp_gate, n);
+    for (int64_t t = 0; t < n; t++) {
+        float g = l->gate_inp_shexp.data ? 1.0f / (1.0f + expf(-s->shexp_gate[t])) : 1.0f;
+        for (int64_t d = 0; d < e; d++) s->ffn_out[t * e + d] += g * s->moe_out[t * e + d];
+    }
+}
+
 /* ---------------------------------------------------------------- the pass */
 
 void model_forward(hearth_context *ctx, const hearth_batch *batch) {
@@ -255,12 +361,16 @@ void model_forward(hearth_context *ctx, const hearth_batch *batch) {
         matmul_act(ctx, &l->wk, s->k, n);
         if (l->wv.kt->act_type != l->wk.kt->act_type) act_convert(ctx, &l->wv, s->xb, n);
         matmul_act(ctx, &l->wv, s->v, n);
+        add_bias(s->q, &l->bq, n);
+        add_bias(s->k, &l->bk, n);
+        add_bias(s->v, &l->bv, n);
         for (int64_t t = 0; t < n; t++) {
+            float *qt = s->q + t * nq, *kt = s->k + t * nk;
+            head_norm(qt, &l->q_norm, (int)hp->n_head, hp->norm_eps);
+            head_norm(kt, &l->k_norm, (int)hp->n_head_kv, hp->norm_eps);
             const float *c = s->rope_cos + t * half, *sn = s->rope_sin + t * half;
-            rope_apply(s->q + t * nq, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, hp->rope,
-                       c, sn);
-            rope_apply(s->k + t * nk, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot,
-                       hp->rope, c, sn);
+            rope_apply(qt, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, hp->rope, c, sn);
+            rope_apply(kt, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, hp->rope, c, sn);
         }
         kv_store(ctx, batch, il);
         attn_job aj = {ctx, batch, il};
@@ -271,13 +381,13 @@ void model_forward(hearth_context *ctx, const hearth_batch *batch) {
         for (int64_t t = 0; t < n; t++) {
             rmsnorm(s->xb + t * e, s->x + t * e, l->ffn_norm.data, e, hp->norm_eps);
         }
-        act_convert(ctx, &l->w_gate, s->xb, n);
-        matmul_act(ctx, &l->w_gate, s->hb, n);
-        if (l->w_up.kt->act_type != l->w_gate.kt->act_type) act_convert(ctx, &l->w_up, s->xb, n);
-        matmul_act(ctx, &l->w_up, s->hb2, n);
-        for (int64_t i = 0; i < n * (int64_t)hp->n_ff; i++) s->hb[i] = silu(s->hb[i]) * s->hb2[i];
-        matmul(ctx, &l->w_down, s->hb, s->xb, n);
-        for (int64_t i = 0; i < n * e; i++) s->x[i] += s->xb[i];
+        if (l->gate_inp.data) {
+            moe_ffn(ctx, l, n);
+            for (int64_t i = 0; i < n * e; i++) s->x[i] += s->ffn_out[i];
+        } else {
+            swiglu_ffn(ctx, &l->w_gate, &l->w_up, &l->w_down, s->xb, s->hb, s->hb2, s->ffn_out, n);
+            for (int64_t i = 0; i < n * e; i++) s->x[i] += s->ffn_out[i];
+        }
     }
 
     int64_t n_out = 0;

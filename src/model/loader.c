@@ -15,14 +15,20 @@
 #include "util/dtype.h"
 #include "util/error.h"
 
-/* Architectures the forward pass runs, and how each rotates positions. */
+/* Architectures the forward pass runs.  They share one decoder: what
+ * differs is how positions rotate, which optional tensors a layer has
+ * (q/k/v biases, q/k norms, experts, a shared expert — all found by name)
+ * and whether the top-k router weights are renormalised by default. */
 typedef struct arch_info {
     const char *name;
     rope_mode rope;
+    bool expert_weights_norm; /* default when the file does not say */
 } arch_info;
 
 static const arch_info arch_table[] = {
-    {"llama", ROPE_MODE_NORM},
+    {"llama", ROPE_MODE_NORM, true}, /* Llama, Mistral; Mixtral when it has experts */
+    {"qwen2", ROPE_MODE_NEOX, false},    {"qwen3", ROPE_MODE_NEOX, false},
+    {"qwen2moe", ROPE_MODE_NEOX, false}, {"qwen3moe", ROPE_MODE_NEOX, true},
 };
 
 static const arch_info *arch_find(gguf_str name) {
@@ -62,28 +68,47 @@ static hearth_status read_hparams(const gguf_file *f, model_hparams *hp, hearth_
     const arch_info *ai = arch_find(arch);
     if (!ai) {
         return error_set(err, HEARTH_ERR_UNSUPPORTED,
-                         "unsupported architecture '%s' (hearth runs: llama)", hp->arch);
+                         "unsupported architecture '%s' (hearth runs: llama, qwen2, qwen3, "
+                         "qwen2moe, qwen3moe)",
+                         hp->arch);
     }
     hp->rope = ai->rope;
+    hp->expert_weights_norm = ai->expert_weights_norm;
     const char *a = hp->arch;
     hp->rope_base = 10000.0f;
     hp->norm_eps = 1e-5f;
     if ((st = hp_u32(f, a, "context_length", &hp->n_ctx_train, true, err)) ||
         (st = hp_u32(f, a, "embedding_length", &hp->n_embd, true, err)) ||
         (st = hp_u32(f, a, "block_count", &hp->n_layer, true, err)) ||
-        (st = hp_u32(f, a, "feed_forward_length", &hp->n_ff, true, err)) ||
-        (st = hp_u32(f, a, "attention.head_count", &hp->n_head, true, err))) {
+        (st = hp_u32(f, a, "feed_forward_length", &hp->n_ff, false, err)) ||
+        (st = hp_u32(f, a, "attention.head_count", &hp->n_head, true, err)) ||
+        (st = hp_u32(f, a, "expert_count", &hp->n_expert, false, err)) ||
+        (st = hp_u32(f, a, "expert_used_count", &hp->n_expert_used, false, err)) ||
+        (st = hp_u32(f, a, "expert_feed_forward_length", &hp->n_ff_exp, false, err)) ||
+        (st = hp_u32(f, a, "expert_shared_feed_forward_length", &hp->n_ff_shexp, false, err))) {
         return st;
     }
+    char key[96];
+    snprintf(key, sizeof key, "%s.expert_weights_norm", a);
+    if ((st = gguf_get_bool(f, key, &hp->expert_weights_norm, err))) return st;
+    /* Mixtral-style files give the experts' size as the feed-forward length. */
+    if (hp->n_expert > 0 && hp->n_ff_exp == 0) hp->n_ff_exp = hp->n_ff;
     hp->n_head_kv = hp->n_head;
     if ((st = hp_u32(f, a, "attention.head_count_kv", &hp->n_head_kv, false, err))) return st;
-    if (hp->n_embd == 0 || hp->n_layer == 0 || hp->n_ff == 0 || hp->n_head == 0 ||
-        hp->n_head_kv == 0 || hp->n_ctx_train == 0) {
+    if (hp->n_embd == 0 || hp->n_layer == 0 || hp->n_head == 0 || hp->n_head_kv == 0 ||
+        hp->n_ctx_train == 0 || (hp->n_ff == 0 && hp->n_expert == 0)) {
         return error_set(err, HEARTH_ERR_BAD_MODEL,
                          "hyper-parameters must be positive: embedding %u, layers %u, ffn %u, "
                          "heads %u, kv heads %u, context %u",
                          hp->n_embd, hp->n_layer, hp->n_ff, hp->n_head, hp->n_head_kv,
                          hp->n_ctx_train);
+    }
+    if (hp->n_expert > 0 && (hp->n_expert > 1024 || hp->n_expert_used == 0 ||
+                             hp->n_expert_used > hp->n_expert || hp->n_ff_exp == 0)) {
+        return error_set(err, HEARTH_ERR_BAD_MODEL,
+                         "%u experts with %u used per token and expert size %u: need 1..1024 "
+                         "experts, 1..experts used and a positive size",
+                         hp->n_expert, hp->n_expert_used, hp->n_ff_exp);
     }
     if (hp->n_layer > 4096 || hp->n_head > 4096 || hp->n_head % hp->n_head_kv != 0) {
         return error_set(err, HEARTH_ERR_BAD_MODEL,
@@ -115,33 +140,46 @@ static hearth_status read_hparams(const gguf_file *f, model_hparams *hp, hearth_
     return HEARTH_OK;
 }
 
-/* Binds tensor name to w, checking it is (ne0, ne1) — ne1 = 0 for a vector —
- * and of a type the kernels multiply (vectors must be F32). */
-static hearth_status bind(const gguf_file *f, const char *name, int64_t ne0, int64_t ne1, weight *w,
-                          uint64_t *bytes, hearth_error *err) {
+typedef enum bind_kind {
+    BIND_VECTOR, /* (ne0) F32: norms and biases */
+    BIND_MATRIX, /* (ne0, ne1) or stacked (ne0, ne1, ne2) of a type the kernels multiply */
+} bind_kind;
+
+/* Binds tensor name to w after checking its shape — (ne0) for a vector,
+ * (ne0, ne1) or (ne0, ne1, ne2) with ne2 > 1 for a matrix — and type.  An
+ * optional tensor that is absent leaves w zeroed and is not an error. */
+static hearth_status bind(const gguf_file *f, const char *name, bind_kind kind, int64_t ne0,
+                          int64_t ne1, int64_t ne2, bool optional, weight *w, uint64_t *bytes,
+                          hearth_error *err) {
+    memset(w, 0, sizeof *w);
     const gguf_tensor *t = gguf_find_tensor(f, name);
-    if (!t) return error_set(err, HEARTH_ERR_BAD_MODEL, "tensor '%s' is missing", name);
-    int64_t want1 = ne1 ? ne1 : 1;
-    uint32_t want_dims = ne1 ? 2 : 1;
-    if ((int64_t)t->ne[0] != ne0 || (int64_t)t->ne[1] != want1 || t->ne[2] != 1 || t->ne[3] != 1 ||
-        (t->n_dims != want_dims && !(t->n_dims == 2 && ne1 == 0))) {
+    if (!t) {
+        if (optional) return HEARTH_OK;
+        return error_set(err, HEARTH_ERR_BAD_MODEL, "tensor '%s' is missing", name);
+    }
+    if (kind == BIND_VECTOR) ne1 = ne2 = 1;
+    if ((int64_t)t->ne[0] != ne0 || (int64_t)t->ne[1] != ne1 || (int64_t)t->ne[2] != ne2 ||
+        t->ne[3] != 1) {
         return error_set(err, HEARTH_ERR_BAD_MODEL,
-                         "tensor '%s' has shape [%llu, %llu, %llu, %llu], expected [%lld, %lld]",
+                         "tensor '%s' has shape [%llu, %llu, %llu, %llu], expected [%lld, %lld, "
+                         "%lld]",
                          name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
                          (unsigned long long)t->ne[2], (unsigned long long)t->ne[3], (long long)ne0,
-                         (long long)want1);
+                         (long long)ne1, (long long)ne2);
     }
     w->data = t->data;
     w->type = t->type;
     w->ne0 = ne0;
-    w->ne1 = want1;
+    w->ne1 = ne1;
+    w->ne2 = ne2;
     w->row_bytes = dtype_row_bytes(t->type, (uint64_t)ne0);
     w->kt = kernel_traits_get(t->type);
-    if (ne1 == 0 && t->type != HEARTH_DTYPE_F32) {
-        return error_set(err, HEARTH_ERR_UNSUPPORTED, "tensor '%s' has type %s; norms must be F32",
-                         name, hearth_dtype_name(t->type));
+    if (kind == BIND_VECTOR && t->type != HEARTH_DTYPE_F32) {
+        return error_set(err, HEARTH_ERR_UNSUPPORTED,
+                         "tensor '%s' has type %s; norms and biases must be F32", name,
+                         hearth_dtype_name(t->type));
     }
-    if (ne1 != 0 && !w->kt) {
+    if (kind == BIND_MATRIX && !w->kt) {
         return error_set(err, HEARTH_ERR_UNSUPPORTED,
                          "tensor '%s' has type %s, which hearth cannot multiply yet", name,
                          hearth_dtype_name(t->type));
@@ -150,29 +188,87 @@ static hearth_status bind(const gguf_file *f, const char *name, int64_t ne0, int
     return HEARTH_OK;
 }
 
+typedef struct bind_spec {
+    const char *suffix; /* after "blk.N." */
+    bind_kind kind;
+    int64_t ne0, ne1, ne2;
+    bool optional;
+    weight *w;
+} bind_spec;
+
+static hearth_status bind_specs(const gguf_file *f, uint32_t il, const bind_spec *specs, size_t n,
+                                uint64_t *bytes, hearth_error *err) {
+    for (size_t i = 0; i < n; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "blk.%u.%s", il, specs[i].suffix);
+        hearth_status st = bind(f, name, specs[i].kind, specs[i].ne0, specs[i].ne1, specs[i].ne2,
+                                specs[i].optional, specs[i].w, bytes, err);
+        if (st != HEARTH_OK) return st;
+    }
+    return HEARTH_OK;
+}
+
+/* A layer is a mixture-of-experts layer when it has a router. */
+static bool layer_is_moe(const gguf_file *f, uint32_t il) {
+    char name[96];
+    snprintf(name, sizeof name, "blk.%u.ffn_gate_inp.weight", il);
+    return gguf_find_tensor(f, name) != NULL;
+}
+
 static hearth_status bind_layer(const gguf_file *f, const model_hparams *hp, uint32_t il,
                                 layer_weights *l, uint64_t *bytes, hearth_error *err) {
     int64_t e = hp->n_embd, q = (int64_t)hp->n_head * hp->head_dim;
     int64_t k = (int64_t)hp->n_head_kv * hp->head_dim, v = (int64_t)hp->n_head_kv * hp->head_dim_v;
-    int64_t o = (int64_t)hp->n_head * hp->head_dim_v, ff = hp->n_ff;
-    struct {
-        const char *suffix;
-        int64_t ne0, ne1;
-        weight *w;
-    } specs[] = {
-        {"attn_norm", e, 0, &l->attn_norm}, {"attn_q", e, q, &l->wq},
-        {"attn_k", e, k, &l->wk},           {"attn_v", e, v, &l->wv},
-        {"attn_output", o, e, &l->wo},      {"ffn_norm", e, 0, &l->ffn_norm},
-        {"ffn_gate", e, ff, &l->w_gate},    {"ffn_up", e, ff, &l->w_up},
-        {"ffn_down", ff, e, &l->w_down},
+    int64_t o = (int64_t)hp->n_head * hp->head_dim_v, hd = hp->head_dim;
+    const bind_spec attn[] = {
+        {"attn_norm.weight", BIND_VECTOR, e, 1, 1, false, &l->attn_norm},
+        {"attn_q.weight", BIND_MATRIX, e, q, 1, false, &l->wq},
+        {"attn_k.weight", BIND_MATRIX, e, k, 1, false, &l->wk},
+        {"attn_v.weight", BIND_MATRIX, e, v, 1, false, &l->wv},
+        {"attn_output.weight", BIND_MATRIX, o, e, 1, false, &l->wo},
+        {"attn_q.bias", BIND_VECTOR, q, 1, 1, true, &l->bq},
+        {"attn_k.bias", BIND_VECTOR, k, 1, 1, true, &l->bk},
+        {"attn_v.bias", BIND_VECTOR, v, 1, 1, true, &l->bv},
+        {"attn_q_norm.weight", BIND_VECTOR, hd, 1, 1, true, &l->q_norm},
+        {"attn_k_norm.weight", BIND_VECTOR, hd, 1, 1, true, &l->k_norm},
+        {"ffn_norm.weight", BIND_VECTOR, e, 1, 1, false, &l->ffn_norm},
     };
-    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
-        char name[96];
-        snprintf(name, sizeof name, "blk.%u.%s.weight", il, specs[i].suffix);
-        hearth_status st = bind(f, name, specs[i].ne0, specs[i].ne1, specs[i].w, bytes, err);
-        if (st != HEARTH_OK) return st;
+    hearth_status st = bind_specs(f, il, attn, sizeof attn / sizeof attn[0], bytes, err);
+    if (st != HEARTH_OK) return st;
+    if (!layer_is_moe(f, il)) {
+        int64_t ff = hp->n_ff;
+        if (ff == 0) {
+            return error_set(err, HEARTH_ERR_BAD_MODEL,
+                             "layer %u has no router but the model gives no feed_forward_length",
+                             il);
+        }
+        const bind_spec dense[] = {
+            {"ffn_gate.weight", BIND_MATRIX, e, ff, 1, false, &l->w_gate},
+            {"ffn_up.weight", BIND_MATRIX, e, ff, 1, false, &l->w_up},
+            {"ffn_down.weight", BIND_MATRIX, ff, e, 1, false, &l->w_down},
+        };
+        return bind_specs(f, il, dense, sizeof dense / sizeof dense[0], bytes, err);
     }
-    return HEARTH_OK;
+    if (hp->n_expert == 0) {
+        return error_set(err, HEARTH_ERR_BAD_MODEL,
+                         "layer %u has a router but the model gives no expert_count", il);
+    }
+    int64_t ne = hp->n_expert, fe = hp->n_ff_exp, fs = hp->n_ff_shexp;
+    const bind_spec moe[] = {
+        {"ffn_gate_inp.weight", BIND_MATRIX, e, ne, 1, false, &l->gate_inp},
+        {"ffn_gate_exps.weight", BIND_MATRIX, e, fe, ne, false, &l->gate_exps},
+        {"ffn_up_exps.weight", BIND_MATRIX, e, fe, ne, false, &l->up_exps},
+        {"ffn_down_exps.weight", BIND_MATRIX, fe, e, ne, false, &l->down_exps},
+    };
+    st = bind_specs(f, il, moe, sizeof moe / sizeof moe[0], bytes, err);
+    if (st != HEARTH_OK || fs == 0) return st;
+    const bind_spec shared[] = {
+        {"ffn_gate_inp_shexp.weight", BIND_MATRIX, e, 1, 1, true, &l->gate_inp_shexp},
+        {"ffn_gate_shexp.weight", BIND_MATRIX, e, fs, 1, false, &l->gate_shexp},
+        {"ffn_up_shexp.weight", BIND_MATRIX, e, fs, 1, false, &l->up_shexp},
+        {"ffn_down_shexp.weight", BIND_MATRIX, fs, e, 1, false, &l->down_shexp},
+    };
+    return bind_specs(f, il, shared, sizeof shared / sizeof shared[0], bytes, err);
 }
 
 /* The most common matrix type, by element count, for the description line. */
@@ -180,9 +276,12 @@ static const char *dominant_type(const hearth_model *m) {
     uint64_t by_type[HEARTH_DTYPE_COUNT] = {0};
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
         const layer_weights *l = &m->layers[il];
-        const weight *ws[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
+        const weight *ws[] = {&l->wq,   &l->wk,     &l->wv,        &l->wo,      &l->w_gate,
+                              &l->w_up, &l->w_down, &l->gate_exps, &l->up_exps, &l->down_exps};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
-            by_type[ws[i]->type] += (uint64_t)ws[i]->ne0 * (uint64_t)ws[i]->ne1;
+            if (!ws[i]->data) continue;
+            by_type[ws[i]->type] +=
+                (uint64_t)ws[i]->ne0 * (uint64_t)ws[i]->ne1 * (uint64_t)ws[i]->ne2;
         }
     }
     uint32_t best = 0;
@@ -203,16 +302,19 @@ static hearth_status bind_model(hearth_model *m, hearth_error *err) {
     }
     hp->n_vocab = (uint32_t)embd->ne[1];
     uint64_t bytes = 0;
-    hearth_status st =
-        bind(f, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->token_embd, &bytes, err);
-    if (st == HEARTH_OK)
-        st = bind(f, "output_norm.weight", hp->n_embd, 0, &m->output_norm, &bytes, err);
+    hearth_status st = bind(f, "token_embd.weight", BIND_MATRIX, hp->n_embd, hp->n_vocab, 1, false,
+                            &m->token_embd, &bytes, err);
+    if (st == HEARTH_OK) {
+        st = bind(f, "output_norm.weight", BIND_VECTOR, hp->n_embd, 1, 1, false, &m->output_norm,
+                  &bytes, err);
+    }
     if (st != HEARTH_OK) return st;
     hp->tied_output = gguf_find_tensor(f, "output.weight") == NULL;
     if (hp->tied_output) {
         m->output = m->token_embd;
     } else {
-        st = bind(f, "output.weight", hp->n_embd, hp->n_vocab, &m->output, &bytes, err);
+        st = bind(f, "output.weight", BIND_MATRIX, hp->n_embd, hp->n_vocab, 1, false, &m->output,
+                  &bytes, err);
         if (st != HEARTH_OK) return st;
     }
     m->layers = calloc(hp->n_layer, sizeof *m->layers);
@@ -223,9 +325,14 @@ static hearth_status bind_model(hearth_model *m, hearth_error *err) {
         if (st != HEARTH_OK) return st;
     }
     m->weight_bytes = bytes;
+    char experts[64] = "";
+    if (hp->n_expert > 0) {
+        snprintf(experts, sizeof experts, ", %u experts (%u used, ffn %u)", hp->n_expert,
+                 hp->n_expert_used, hp->n_ff_exp);
+    }
     snprintf(m->desc, sizeof m->desc,
-             "%s, %u layers, dim %u, %u/%u heads, ffn %u, vocab %u, %s, %.1f MiB", hp->arch,
-             hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_ff, hp->n_vocab,
+             "%s, %u layers, dim %u, %u/%u heads, ffn %u%s, vocab %u, %s, %.1f MiB", hp->arch,
+             hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_ff, experts, hp->n_vocab,
              dominant_type(m), (double)bytes / (1024.0 * 1024.0));
     return HEARTH_OK;
 }

@@ -39,18 +39,34 @@ typedef struct model_hparams {
     float norm_eps;      /* RMSNorm epsilon */
     rope_mode rope;
     bool tied_output; /* output projection is token_embd */
+    /* mixture of experts (0 experts: dense) */
+    uint32_t n_expert;        /* experts per MoE layer */
+    uint32_t n_expert_used;   /* experts each token is routed to (top-k) */
+    uint32_t n_ff_exp;        /* hidden size of one expert */
+    uint32_t n_ff_shexp;      /* hidden size of the shared expert (0: none) */
+    bool expert_weights_norm; /* renormalise the top-k router weights to sum to 1 */
 } model_hparams;
 
-/* A weight tensor viewed as a matrix of rows (ne1 rows of ne0 elements) or,
- * for 1-D tensors, one row. */
+/* A weight tensor viewed as a matrix of rows (ne1 rows of ne0 elements),
+ * for 1-D tensors one row, and for stacked experts ne2 matrices back to
+ * back.  data is NULL for an optional tensor the file does not have. */
 typedef struct weight {
     const void *data; /* into the mapped file */
     uint32_t type;    /* hearth_dtype */
     int64_t ne0;      /* elements per row (input width) */
     int64_t ne1;      /* rows (output width) */
+    int64_t ne2;      /* matrices (experts); 1 otherwise */
     uint64_t row_bytes;
-    const kernel_traits *kt; /* kernels for this type (NULL for F32 norm vectors) */
+    const kernel_traits *kt; /* kernels for this type (NULL for F32 vectors) */
 } weight;
+
+/* Matrix e of a stack of experts, as a plain 2-D weight. */
+static inline weight weight_expert(const weight *w, int64_t e) {
+    weight v = *w;
+    v.data = (const uint8_t *)w->data + (uint64_t)e * (uint64_t)w->ne1 * w->row_bytes;
+    v.ne2 = 1;
+    return v;
+}
 
 typedef struct layer_weights {
     weight attn_norm; /* (n_embd) F32 */
@@ -58,10 +74,25 @@ typedef struct layer_weights {
     weight wk;        /* (n_head_kv * head_dim rows, n_embd cols) */
     weight wv;        /* (n_head_kv * head_dim_v rows, n_embd cols) */
     weight wo;        /* (n_embd rows, n_head * head_dim_v cols) */
+    weight bq;        /* (n_head * head_dim) F32 bias, optional (qwen2) */
+    weight bk;        /* (n_head_kv * head_dim) F32 bias, optional */
+    weight bv;        /* (n_head_kv * head_dim_v) F32 bias, optional */
+    weight q_norm;    /* (head_dim) F32 per-head RMSNorm of q, optional (qwen3) */
+    weight k_norm;    /* (head_dim) F32 per-head RMSNorm of k, optional */
     weight ffn_norm;  /* (n_embd) F32 */
-    weight w_gate;    /* (n_ff rows, n_embd cols) */
-    weight w_up;      /* (n_ff rows, n_embd cols) */
-    weight w_down;    /* (n_embd rows, n_ff cols) */
+    /* dense feed-forward (absent in MoE layers) */
+    weight w_gate; /* (n_ff rows, n_embd cols) */
+    weight w_up;   /* (n_ff rows, n_embd cols) */
+    weight w_down; /* (n_embd rows, n_ff cols) */
+    /* mixture of experts (absent in dense layers) */
+    weight gate_inp;       /* (n_expert rows, n_embd cols) router */
+    weight gate_exps;      /* (n_expert x (n_ff_exp rows, n_embd cols)) */
+    weight up_exps;        /* (n_expert x (n_ff_exp rows, n_embd cols)) */
+    weight down_exps;      /* (n_expert x (n_embd rows, n_ff_exp cols)) */
+    weight gate_inp_shexp; /* (1 row, n_embd cols) shared-expert gate, optional */
+    weight gate_shexp;     /* (n_ff_shexp rows, n_embd cols), optional */
+    weight up_shexp;       /* (n_ff_shexp rows, n_embd cols), optional */
+    weight down_shexp;     /* (n_embd rows, n_ff_shexp cols), optional */
 } layer_weights;
 
 struct hearth_model {
@@ -73,7 +104,7 @@ struct hearth_model {
     weight output;         /* (n_vocab rows, n_embd cols); token_embd when tied */
     layer_weights *layers; /* (n_layer) */
     uint64_t weight_bytes;
-    char desc[160];
+    char desc[256];
 };
 
 /* ---------------------------------------------------------------- KV cache */
@@ -115,6 +146,18 @@ typedef struct forward_scratch {
     float *out_x;      /* (n_outputs, n_embd) rows that need logits */
     int32_t *out_rows; /* (n_batch) index into logits for each batch token, -1 none */
     float *logits;     /* (n_outputs, n_vocab) */
+    /* mixture of experts */
+    float *ffn_out;     /* (n_batch, n_embd) feed-forward output */
+    float *router;      /* (n_batch, n_expert) router probabilities */
+    int32_t *sel;       /* (n_batch, n_expert_used) chosen experts */
+    float *sel_w;       /* (n_batch, n_expert_used) their weights */
+    int32_t *exp_count; /* (n_expert) tokens routed to each expert */
+    int32_t *exp_rows;  /* (n_expert, n_batch) those tokens, as t * n_expert_used + slot */
+    float *moe_in;      /* (n_batch, n_embd) inputs gathered for one expert */
+    float *moe_g;       /* (n_batch, max(n_ff_exp, n_ff_shexp)) */
+    float *moe_u;       /* (n_batch, max(n_ff_exp, n_ff_shexp)) */
+    float *moe_out;     /* (n_batch, n_embd) */
+    float *shexp_gate;  /* (n_batch) */
 } forward_scratch;
 
 struct hearth_context {
