@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deps.sh — installs what building and testing hearth needs, when missing.
 #
-# On Debian 12: a C compiler and make, PCRE2 (the one library hearth links),
+# On Debian 12: a C compiler and make, PCRE2 and jansson (the libraries hearth links),
 # clang with its fuzzer runtime (for the fuzz targets) and clang-format (for
 # the format check).  Does nothing when everything is present.
 set -eu
@@ -10,6 +10,7 @@ need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 [ -f /usr/include/pcre2.h ] || need+=(libpcre2-dev)
+[ -f /usr/include/jansson.h ] || need+=(libjansson-dev)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v clang-format >/dev/null 2>&1 || need+=(clang-format)
 ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||

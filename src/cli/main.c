@@ -14,7 +14,8 @@ static const char usage[] = "usage: hearth <command> [options]\n"
                             "hearth " HEARTH_VERSION " — a local-first LLM inference engine.\n"
                             "\n"
                             "commands:\n"
-                            "  run     generate text from a GGUF model (hearth run --help)\n"
+                            "  run      generate text from a GGUF model (hearth run --help)\n"
+    "  convert  convert a Hugging Face checkpoint to GGUF (hearth convert --help)\n"
                             "\n"
                             "options:\n"
                             "  -h, --help      show this help\n"
@@ -92,6 +93,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "run")) return cli_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "convert")) return cli_convert(argc - 2, argv + 2);
     cli_error("unknown command '%s' (see hearth --help)", cmd);
     return 2;
 }

@@ -207,9 +207,10 @@ static void print_ids(const hearth_token *ids, size_t n) {
 }
 
 /* Feeds ids[0..n) to sequence 0 starting at position pos0, in batches;
- * leaves the logits of the last token in the context. */
+ * the logits of the last token are left in the context at batch index *last. */
 static hearth_status feed(hearth_context *ctx, const hearth_token *ids, size_t n, int32_t pos0,
-                          uint32_t n_batch, int32_t *pos_buf, int32_t *seq_buf, hearth_error *err) {
+                          uint32_t n_batch, int32_t *pos_buf, int32_t *seq_buf, uint32_t *last,
+                          hearth_error *err) {
     for (size_t at = 0; at < n; at += n_batch) {
         uint32_t m = (uint32_t)(n - at < n_batch ? n - at : n_batch);
         for (uint32_t i = 0; i < m; i++) {
@@ -219,6 +220,7 @@ static hearth_status feed(hearth_context *ctx, const hearth_token *ids, size_t n
         hearth_batch b = {m, ids + at, pos_buf, seq_buf, NULL};
         hearth_status st = hearth_decode(ctx, &b, err);
         if (st != HEARTH_OK) return st;
+        *last = m - 1;
     }
     return HEARTH_OK;
 }
@@ -311,7 +313,8 @@ int cli_run(int argc, char **argv) {
     }
 
     double t0 = now_s();
-    if (feed(ctx, ids, n_prompt, 0, cp.n_batch, pos_buf, seq_buf, &err) != HEARTH_OK) {
+    uint32_t last = 0;
+    if (feed(ctx, ids, n_prompt, 0, cp.n_batch, pos_buf, seq_buf, &last, &err) != HEARTH_OK) {
         cli_error("%s", err.msg);
         goto out;
     }
@@ -335,7 +338,7 @@ int cli_run(int argc, char **argv) {
     char piece[256];
     t0 = now_s();
     while (n_gen < limit) {
-        hearth_token next = hearth_sampler_sample(smp, hearth_get_logits(ctx, 0));
+        hearth_token next = hearth_sampler_sample(smp, hearth_get_logits(ctx, last));
         if (hearth_tokenizer_is_eog(tok, next)) break;
         hearth_sampler_accept(smp, next);
         gen[n_gen++] = next;
@@ -346,7 +349,8 @@ int cli_run(int argc, char **argv) {
         }
         size_t pos = n_prompt + n_gen - 1;
         if (n_gen == limit || pos >= cp.n_ctx) break;
-        if (feed(ctx, &next, 1, (int32_t)pos, cp.n_batch, pos_buf, seq_buf, &err) != HEARTH_OK) {
+        if (feed(ctx, &next, 1, (int32_t)pos, cp.n_batch, pos_buf, seq_buf, &last, &err) !=
+            HEARTH_OK) {
             cli_error("%s", err.msg);
             goto out;
         }

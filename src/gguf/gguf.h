@@ -160,6 +160,13 @@ hearth_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const cha
 hearth_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type,
                                      uint32_t n_dims, const uint64_t *ne, const void *data,
                                      hearth_error *err);
+/* Adds a tensor whose bytes are produced only when the file is written:
+ * fill(arg, buf, nbytes, err) must write all nbytes into buf.  This lets a
+ * converter stream a model larger than memory through one buffer. */
+typedef hearth_status (*gguf_fill_fn)(void *arg, void *buf, uint64_t nbytes, hearth_error *err);
+hearth_status gguf_writer_add_tensor_fill(gguf_writer *w, const char *name, uint32_t type,
+                                          uint32_t n_dims, const uint64_t *ne, gguf_fill_fn fill,
+                                          void *arg, hearth_error *err);
 /* Writes the file; progress (0..1) is reported to progress when not NULL. */
 hearth_status gguf_writer_write_file(gguf_writer *w, const char *path,
                                      void (*progress)(double done, void *arg), void *arg,

@@ -54,7 +54,9 @@ typedef struct pending_tensor {
     uint64_t ne[GGUF_MAX_DIMS];
     uint64_t nbytes;
     uint64_t offset;
-    const void *data;
+    const void *data;   /* or NULL when fill produces the bytes */
+    gguf_fill_fn fill;
+    void *fill_arg;
 } pending_tensor;
 
 struct gguf_writer {
@@ -171,9 +173,9 @@ hearth_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const cha
     return HEARTH_OK;
 }
 
-hearth_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type,
-                                     uint32_t n_dims, const uint64_t *ne, const void *data,
-                                     hearth_error *err) {
+static hearth_status add_pending(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+                                 const uint64_t *ne, const void *data, gguf_fill_fn fill,
+                                 void *fill_arg, hearth_error *err) {
     size_t name_len = strlen(name);
     if (name_len == 0 || name_len > GGUF_MAX_NAME_LEN || n_dims == 0 || n_dims > GGUF_MAX_DIMS ||
         !dtype_is_known(type)) {
@@ -216,8 +218,41 @@ hearth_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t 
     for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
     t->nbytes = row * rows;
     t->data = data;
+    t->fill = fill;
+    t->fill_arg = fill_arg;
     w->n_tensors++;
     return HEARTH_OK;
+}
+
+hearth_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type,
+                                     uint32_t n_dims, const uint64_t *ne, const void *data,
+                                     hearth_error *err) {
+    return add_pending(w, name, type, n_dims, ne, data, NULL, NULL, err);
+}
+
+hearth_status gguf_writer_add_tensor_fill(gguf_writer *w, const char *name, uint32_t type,
+                                          uint32_t n_dims, const uint64_t *ne, gguf_fill_fn fill,
+                                          void *arg, hearth_error *err) {
+    return add_pending(w, name, type, n_dims, ne, NULL, fill, arg, err);
+}
+
+/* The bytes of tensor t: its data, or what fill writes into *buf (grown as
+ * needed).  NULL after an error. */
+static const void *tensor_bytes(const pending_tensor *t, uint8_t **buf, uint64_t *cap,
+                                hearth_error *err) {
+    if (!t->fill) return t->data;
+    if (t->nbytes > *cap) {
+        uint8_t *p = realloc(*buf, (size_t)(t->nbytes ? t->nbytes : 1));
+        if (!p) {
+            error_set(err, HEARTH_ERR_NOMEM, "out of memory for tensor '%s' (%llu bytes)", t->name,
+                      (unsigned long long)t->nbytes);
+            return NULL;
+        }
+        *buf = p;
+        *cap = t->nbytes;
+    }
+    if (t->fill(t->fill_arg, *buf, t->nbytes, err) != HEARTH_OK) return NULL;
+    return *buf;
 }
 
 static uint64_t writer_alignment(const gguf_writer *w) {
@@ -270,12 +305,19 @@ hearth_status gguf_writer_write_memory(gguf_writer *w, uint8_t **out, size_t *le
     *out = NULL;
     bytes h = {0};
     hearth_status st = build_head(w, &h, err);
+    uint8_t *buf = NULL;
+    uint64_t cap = 0;
     for (uint64_t i = 0; st == HEARTH_OK && i < w->n_tensors; i++) {
         const pending_tensor *t = &w->tensors[i];
-        if (!bytes_put(&h, t->data, (size_t)t->nbytes) || !put_zeros(&h, NULL, tensor_pad(w, t))) {
+        const void *src = tensor_bytes(t, &buf, &cap, err);
+        if (!src) {
+            st = err ? err->code : HEARTH_ERR_INTERNAL;
+        } else if (!bytes_put(&h, src, (size_t)t->nbytes) ||
+                   !put_zeros(&h, NULL, tensor_pad(w, t))) {
             st = nomem(err);
         }
     }
+    free(buf);
     if (st != HEARTH_OK) {
         free(h.p);
         return st;
@@ -298,15 +340,27 @@ hearth_status gguf_writer_write_file(gguf_writer *w, const char *path,
     }
     bool ok = fwrite(h.p, 1, h.n, fp) == h.n;
     free(h.p);
-    uint64_t written = 0;
+    uint64_t written = 0, cap = 0;
+    uint8_t *buf = NULL;
     for (uint64_t i = 0; ok && i < w->n_tensors; i++) {
         const pending_tensor *t = &w->tensors[i];
+        const void *src = tensor_bytes(t, &buf, &cap, err);
+        if (!src) {
+            free(buf);
+            fclose(fp);
+            remove(path);
+            return err ? err->code : HEARTH_ERR_INTERNAL;
+        }
         size_t pad = tensor_pad(w, t);
-        ok = fwrite(t->data, 1, (size_t)t->nbytes, fp) == t->nbytes && put_zeros(NULL, fp, pad);
+        ok = fwrite(src, 1, (size_t)t->nbytes, fp) == t->nbytes && put_zeros(NULL, fp, pad);
         written += t->nbytes + pad;
         if (progress && w->data_size) progress((double)written / (double)w->data_size, arg);
     }
+    free(buf);
     if (fclose(fp) != 0) ok = false;
-    if (!ok) return error_set(err, HEARTH_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    if (!ok) {
+        remove(path);
+        return error_set(err, HEARTH_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    }
     return HEARTH_OK;
 }
