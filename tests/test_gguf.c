@@ -306,6 +306,13 @@ TEST(corruptions_named) {
     put_u64(b + at + 9 + 8, 1ull << 61);
     expect_bad(b, len, HEARTH_ERR_BAD_MODEL, "past the end", "array count");
 
+    /* A NUL byte inside a key. */
+    at = find_bytes(base, len, "test.i32", 8);
+    REQUIRE(at != (size_t)-1);
+    memcpy(b, base, len);
+    b[at + 4] = '\0';
+    expect_bad(b, len, HEARTH_ERR_BAD_MODEL, "NUL byte", "NUL in key");
+
     /* Duplicate key: rename test.i32 to test.u32. */
     at = find_bytes(base, len, "test.i32", 8);
     REQUIRE(at != (size_t)-1);

@@ -41,12 +41,12 @@ static const hf_arch hf_archs[] = {
 /* One GGUF tensor and where its bytes come from. */
 typedef struct conv_tensor {
     char name[96];
-    uint32_t type;             /* output hearth_dtype */
+    uint32_t type; /* output hearth_dtype */
     uint32_t n_dims;
-    uint64_t ne[4];            /* GGUF order: ne[0] fastest */
-    const st_tensor **src;     /* (n_src) stacked in order */
+    uint64_t ne[4];        /* GGUF order: ne[0] fastest */
+    const st_tensor **src; /* (n_src) stacked in order */
     uint32_t n_src;
-    uint32_t permute_heads;    /* > 0: reorder rows of each of this many heads */
+    uint32_t permute_heads; /* > 0: reorder rows of each of this many heads */
 } conv_tensor;
 
 typedef struct conv_plan {
@@ -116,8 +116,8 @@ static hearth_status read_config(const json_t *cfg, const hf_arch **arch, hf_hpa
         cfg_f64(json_object_get(cfg, "rope_parameters"), "rope_theta", &hp->rope_theta);
     }
     const json_t *scaling = json_object_get(cfg, "rope_scaling");
-    const char *rtype = json_string_value(json_object_get(json_object_get(cfg, "rope_parameters"),
-                                                          "rope_type"));
+    const char *rtype =
+        json_string_value(json_object_get(json_object_get(cfg, "rope_parameters"), "rope_type"));
     if ((scaling && !json_is_null(scaling)) || (rtype && strcmp(rtype, "default") != 0)) {
         return error_set(err, HEARTH_ERR_UNSUPPORTED,
                          "config.json asks for RoPE scaling, which hearth does not run yet");
@@ -127,7 +127,8 @@ static hearth_status read_config(const json_t *cfg, const hf_arch **arch, hf_hpa
                          "config.json asks for sliding-window attention, which hearth does not "
                          "run yet");
     }
-    if (!cfg_u64(cfg, "num_experts", &hp->n_expert)) cfg_u64(cfg, "num_local_experts", &hp->n_expert);
+    if (!cfg_u64(cfg, "num_experts", &hp->n_expert))
+        cfg_u64(cfg, "num_local_experts", &hp->n_expert);
     cfg_u64(cfg, "num_experts_per_tok", &hp->n_expert_used);
     hp->ff_exp = hp->ff;
     cfg_u64(cfg, "moe_intermediate_size", &hp->ff_exp);
@@ -149,15 +150,15 @@ static hearth_status write_hparams(gguf_writer *w, const hf_arch *arch, const hf
     hearth_status st = gguf_writer_set_str(w, "general.architecture", a, err);
     if (st == HEARTH_OK) st = gguf_writer_set_str(w, "general.name", name, err);
     if (st == HEARTH_OK) st = gguf_writer_set_u32(w, "general.file_type", file_type, err);
-#define SET_U32(suffix, v)                                                                        \
-    do {                                                                                          \
-        snprintf(key, sizeof key, "%s.%s", a, suffix);                                            \
-        if (st == HEARTH_OK) st = gguf_writer_set_u32(w, key, (uint32_t)(v), err);                \
+#define SET_U32(suffix, v)                                                                         \
+    do {                                                                                           \
+        snprintf(key, sizeof key, "%s.%s", a, suffix);                                             \
+        if (st == HEARTH_OK) st = gguf_writer_set_u32(w, key, (uint32_t)(v), err);                 \
     } while (0)
-#define SET_F32(suffix, v)                                                                        \
-    do {                                                                                          \
-        snprintf(key, sizeof key, "%s.%s", a, suffix);                                            \
-        if (st == HEARTH_OK) st = gguf_writer_set_f32(w, key, (float)(v), err);                   \
+#define SET_F32(suffix, v)                                                                         \
+    do {                                                                                           \
+        snprintf(key, sizeof key, "%s.%s", a, suffix);                                             \
+        if (st == HEARTH_OK) st = gguf_writer_set_f32(w, key, (float)(v), err);                    \
     } while (0)
     SET_U32("context_length", hp->ctx);
     SET_U32("embedding_length", hp->embd);
@@ -231,7 +232,9 @@ static hearth_status plan_tensor(conv_plan *p, const st_set *set, const char *gg
     t->permute_heads = permute_heads;
     for (uint32_t i = 0; i < n; i++) {
         const st_tensor *s = st_set_find(set, names[i]);
-        if (!s) return error_set(err, HEARTH_ERR_BAD_MODEL, "checkpoint tensor '%s' is missing", names[i]);
+        if (!s)
+            return error_set(err, HEARTH_ERR_BAD_MODEL, "checkpoint tensor '%s' is missing",
+                             names[i]);
         bool ok = vector ? (s->n_dims == 1 && s->shape[0] == cols) ||
                                (s->n_dims == 2 && s->shape[0] == 1 && s->shape[1] == cols)
                          : s->n_dims == 2 && s->shape[0] == rows && s->shape[1] == cols;
@@ -298,8 +301,8 @@ static hearth_status plan_layer(conv_plan *p, const st_set *set, const hf_arch *
         const char *hf[3] = {"gate_proj", "up_proj", "down_proj"};
         const char *gg[3] = {"ffn_gate", "ffn_up", "ffn_down"};
         for (int i = 0; i < 3 && st == HEARTH_OK; i++) {
-            snprintf(n1[0], sizeof n1[0], "model.layers.%llu.mlp.%s.weight",
-                     (unsigned long long)il, hf[i]);
+            snprintf(n1[0], sizeof n1[0], "model.layers.%llu.mlp.%s.weight", (unsigned long long)il,
+                     hf[i]);
             snprintf(g, sizeof g, "blk.%llu.%s.weight", (unsigned long long)il, gg[i]);
             st = plan_tensor(p, set, g, n1, 1, i == 2 ? e : hp->ff, i == 2 ? hp->ff : e, false,
                              out_type, 0, false, err);
@@ -343,9 +346,8 @@ static hearth_status plan_model(conv_plan *p, const st_set *set, const hf_arch *
                                 const hf_hparams *hp, uint32_t out_type, hearth_error *err) {
     char n1[1][160];
     snprintf(n1[0], sizeof n1[0], "model.embed_tokens.weight");
-    hearth_status st =
-        plan_tensor(p, set, "token_embd.weight", n1, 1, hp->vocab, hp->embd, false, out_type, 0,
-                    false, err);
+    hearth_status st = plan_tensor(p, set, "token_embd.weight", n1, 1, hp->vocab, hp->embd, false,
+                                   out_type, 0, false, err);
     for (uint64_t il = 0; il < hp->layers && st == HEARTH_OK; il++) {
         st = plan_layer(p, set, arch, hp, il, out_type, err);
     }
@@ -475,9 +477,11 @@ hearth_status convert_hf_dir(const char *dir, const char *out_path, const conver
     }
     for (uint32_t i = 0; i < plan.n && st == HEARTH_OK; i++) {
         conv_tensor *t = &plan.t[i];
-        st = gguf_writer_add_tensor_fill(w, t->name, t->type, t->n_dims, t->ne, fill_tensor, t, err);
+        st =
+            gguf_writer_add_tensor_fill(w, t->name, t->type, t->n_dims, t->ne, fill_tensor, t, err);
     }
-    if (st == HEARTH_OK) st = gguf_writer_write_file(w, out_path, p->progress, p->progress_arg, err);
+    if (st == HEARTH_OK)
+        st = gguf_writer_write_file(w, out_path, p->progress, p->progress_arg, err);
     gguf_writer_free(w);
     plan_free(&plan);
     st_set_free(set);

@@ -63,7 +63,8 @@ static hearth_status detect_pre(const json_t *pre, const char **out, hearth_erro
         json_array_foreach(list, i, item) {
             const char *t = json_string_value(json_object_get(item, "type"));
             if (!t || strcmp(t, "Split") != 0) continue;
-            const char *re = json_string_value(json_object_get(json_object_get(item, "pattern"), "Regex"));
+            const char *re =
+                json_string_value(json_object_get(json_object_get(item, "pattern"), "Regex"));
             for (size_t k = 0; re && k < sizeof known_splits / sizeof known_splits[0]; k++) {
                 if (!strcmp(re, known_splits[k].regex)) {
                     *out = known_splits[k].pre;
@@ -96,8 +97,8 @@ static long long config_id(const json_t *config, const char *key) {
 
 typedef struct vocab_build {
     uint64_t n;
-    char **text;      /* (n) owned copies, NULL for a gap */
-    int32_t *type;    /* (n) */
+    char **text;   /* (n) owned copies, NULL for a gap */
+    int32_t *type; /* (n) */
 } vocab_build;
 
 static void vocab_free(vocab_build *v) {
@@ -151,7 +152,8 @@ static hearth_status write_merges(gguf_writer *w, const json_t *merges, hearth_e
                 memcpy(strs[i] + la + 1, b, lb + 1);
             }
         } else {
-            st = error_set(err, HEARTH_ERR_BAD_MODEL, "merge #%zu is neither \"a b\" nor [a, b]", i);
+            st =
+                error_set(err, HEARTH_ERR_BAD_MODEL, "merge #%zu is neither \"a b\" nor [a, b]", i);
             break;
         }
         if (!strs[i]) st = error_set(err, HEARTH_ERR_NOMEM, "out of memory");
@@ -224,7 +226,8 @@ hearth_status hf_tokenizer_to_gguf(gguf_writer *w, const char *tokenizer_json,
                 st = error_set(err, HEARTH_ERR_BAD_MODEL, "token '%.40s' has a bad id", text);
                 break;
             }
-            if ((uint64_t)json_integer_value(idv) + 1 > n) n = (uint64_t)json_integer_value(idv) + 1;
+            if ((uint64_t)json_integer_value(idv) + 1 > n)
+                n = (uint64_t)json_integer_value(idv) + 1;
         }
         size_t i;
         json_t *a;
@@ -251,11 +254,12 @@ hearth_status hf_tokenizer_to_gguf(gguf_writer *w, const char *tokenizer_json,
         json_array_foreach(added, i, a) {
             const char *content = json_string_value(json_object_get(a, "content"));
             if (!content || !json_is_integer(json_object_get(a, "id"))) {
-                st = error_set(err, HEARTH_ERR_BAD_MODEL, "added token #%zu lacks id or content", i);
+                st =
+                    error_set(err, HEARTH_ERR_BAD_MODEL, "added token #%zu lacks id or content", i);
                 break;
             }
             int32_t type = json_is_true(json_object_get(a, "special")) ? TOKEN_TYPE_CONTROL
-                                                                         : TOKEN_TYPE_USER_DEFINED;
+                                                                       : TOKEN_TYPE_USER_DEFINED;
             st = vocab_put(&v, json_integer_value(json_object_get(a, "id")), content, type, err);
             if (st != HEARTH_OK) break;
         }
@@ -322,7 +326,8 @@ hearth_status convert_hf_tokenizer(const char *tokenizer_json, const char *token
     hearth_status st = gguf_writer_create(&w, err);
     if (st != HEARTH_OK) return st;
     st = gguf_writer_set_str(w, "general.architecture", "vocab-only", err);
-    if (st == HEARTH_OK) st = hf_tokenizer_to_gguf(w, tokenizer_json, tokenizer_config, NULL, 0, err);
+    if (st == HEARTH_OK)
+        st = hf_tokenizer_to_gguf(w, tokenizer_json, tokenizer_config, NULL, 0, err);
     if (st == HEARTH_OK) st = gguf_writer_write_file(w, out_path, NULL, NULL, err);
     gguf_writer_free(w);
     return st;

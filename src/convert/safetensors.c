@@ -39,7 +39,9 @@ struct st_set {
     uint64_t n_slots;
 };
 
-uint32_t st_dtype_size(st_dtype t) { return t == ST_F32 ? 4 : 2; }
+uint32_t st_dtype_size(st_dtype t) {
+    return t == ST_F32 ? 4 : 2;
+}
 
 const char *st_dtype_name(st_dtype t) {
     switch (t) {
@@ -103,8 +105,12 @@ const st_tensor *st_set_find(const st_set *s, const char *name) {
     return NULL;
 }
 
-uint64_t st_set_count(const st_set *s) { return s->n_tensors; }
-const st_tensor *st_set_at(const st_set *s, uint64_t i) { return &s->tensors[i]; }
+uint64_t st_set_count(const st_set *s) {
+    return s->n_tensors;
+}
+const st_tensor *st_set_at(const st_set *s, uint64_t i) {
+    return &s->tensors[i];
+}
 
 static bool json_u64(const json_t *v, uint64_t *out) {
     if (!json_is_integer(v) || json_integer_value(v) < 0) return false;
@@ -113,8 +119,8 @@ static bool json_u64(const json_t *v, uint64_t *out) {
 }
 
 /* Validates one header entry and appends the tensor. */
-static hearth_status parse_entry(st_set *s, const st_file *f, uint64_t data_start,
-                                 const char *name, const json_t *v, hearth_error *err) {
+static hearth_status parse_entry(st_set *s, const st_file *f, uint64_t data_start, const char *name,
+                                 const json_t *v, hearth_error *err) {
     const json_t *dtype = json_object_get(v, "dtype");
     const json_t *shape = json_object_get(v, "shape");
     const json_t *offs = json_object_get(v, "data_offsets");
@@ -184,6 +190,34 @@ static hearth_status parse_entry(st_set *s, const st_file *f, uint64_t data_star
     return st;
 }
 
+static int cmp_data(const void *a, const void *b) {
+    const st_tensor *x = *(const st_tensor *const *)a, *y = *(const st_tensor *const *)b;
+    uintptr_t px = (uintptr_t)x->data, py = (uintptr_t)y->data;
+    return px < py ? -1 : px > py;
+}
+
+/* Tensors first..n_tensors of a file must not share bytes. */
+static hearth_status check_overlap(st_set *s, uint64_t first, hearth_error *err) {
+    uint64_t n = s->n_tensors - first;
+    if (n < 2) return HEARTH_OK;
+    const st_tensor **order = malloc((size_t)n * sizeof *order);
+    if (!order) return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
+    for (uint64_t i = 0; i < n; i++) order[i] = &s->tensors[first + i];
+    qsort(order, (size_t)n, sizeof *order, cmp_data);
+    hearth_status st = HEARTH_OK;
+    for (uint64_t i = 1; i < n; i++) {
+        const st_tensor *a = order[i - 1], *b = order[i];
+        if (a->nbytes && b->nbytes &&
+            (const uint8_t *)a->data + a->nbytes > (const uint8_t *)b->data) {
+            st = error_set(err, HEARTH_ERR_BAD_MODEL, "tensors '%s' and '%s' overlap in the file",
+                           a->name, b->name);
+            break;
+        }
+    }
+    free(order);
+    return st;
+}
+
 /* Parses the header of file f and adds its tensors to s. */
 static hearth_status parse_file(st_set *s, const st_file *f, hearth_error *err) {
     uint64_t hlen;
@@ -208,6 +242,7 @@ static hearth_status parse_file(st_set *s, const st_file *f, hearth_error *err) 
     if (!json_is_object(root)) {
         st = error_set(err, HEARTH_ERR_BAD_MODEL, "safetensors header is not a JSON object");
     }
+    uint64_t first = s->n_tensors;
     const char *key;
     json_t *v;
     json_object_foreach(root, key, v) {
@@ -216,6 +251,7 @@ static hearth_status parse_file(st_set *s, const st_file *f, hearth_error *err) 
         st = parse_entry(s, f, 8 + hlen, key, v, err);
     }
     json_decref(root);
+    if (st == HEARTH_OK) st = check_overlap(s, first, err);
     return st;
 }
 
@@ -268,8 +304,8 @@ static hearth_status open_index(st_set *s, const char *dir, const char *index_pa
     json_error_t jerr;
     json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        return error_set(err, HEARTH_ERR_BAD_MODEL, "%s: not valid JSON: %s (line %d)",
-                         index_path, jerr.text, jerr.line);
+        return error_set(err, HEARTH_ERR_BAD_MODEL, "%s: not valid JSON: %s (line %d)", index_path,
+                         jerr.text, jerr.line);
     }
     json_t *map = json_object_get(root, "weight_map");
     hearth_status st = HEARTH_OK;

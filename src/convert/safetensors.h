@@ -28,7 +28,7 @@ typedef struct st_tensor {
     uint32_t n_dims;
     uint64_t shape[ST_MAX_DIMS]; /* as stored: shape[0] is the slowest dimension */
     uint64_t n_elems;
-    const void *data;            /* into the mapped file */
+    const void *data; /* into the mapped file */
     uint64_t nbytes;
 } st_tensor;
 

@@ -313,8 +313,9 @@ static hearth_status parse_kvs(gguf_cursor *c, gguf_file_impl *g) {
         snprintf(what, sizeof what, "metadata entry #%llu key", (unsigned long long)i);
         st = cursor_str(c, &kv->key, GGUF_MAX_KEY_LEN, what);
         if (st != HEARTH_OK) return st;
-        if (kv->key.len == 0) {
-            return error_set(c->err, HEARTH_ERR_BAD_MODEL, "metadata entry #%llu has an empty key",
+        if (kv->key.len == 0 || memchr(kv->key.ptr, 0, (size_t)kv->key.len)) {
+            return error_set(c->err, HEARTH_ERR_BAD_MODEL,
+                             "metadata entry #%llu has an empty key or one with a NUL byte",
                              (unsigned long long)i);
         }
         char keybuf[72];
@@ -369,8 +370,9 @@ static hearth_status parse_tensors(gguf_cursor *c, gguf_file_impl *g) {
         snprintf(what, sizeof what, "tensor #%llu name", (unsigned long long)i);
         st = cursor_str(c, &t->name, GGUF_MAX_NAME_LEN, what);
         if (st != HEARTH_OK) return st;
-        if (t->name.len == 0) {
-            return error_set(c->err, HEARTH_ERR_BAD_MODEL, "tensor #%llu has an empty name",
+        if (t->name.len == 0 || memchr(t->name.ptr, 0, (size_t)t->name.len)) {
+            return error_set(c->err, HEARTH_ERR_BAD_MODEL,
+                             "tensor #%llu has an empty name or one with a NUL byte",
                              (unsigned long long)i);
         }
         char name[GGUF_MAX_NAME_LEN + 1];

@@ -54,7 +54,7 @@ typedef struct pending_tensor {
     uint64_t ne[GGUF_MAX_DIMS];
     uint64_t nbytes;
     uint64_t offset;
-    const void *data;   /* or NULL when fill produces the bytes */
+    const void *data; /* or NULL when fill produces the bytes */
     gguf_fill_fn fill;
     void *fill_arg;
 } pending_tensor;

@@ -100,7 +100,7 @@ def build(arch, vocab):
         return cfg, transformers.Qwen3ForCausalLM, torch.bfloat16, QWEN2_SPLIT
     if arch == "qwen3_moe":
         cfg = transformers.Qwen3MoeConfig(**common, head_dim=32, rope_theta=1000000.0, tie_word_embeddings=False,
-                                          num_experts=8, num_experts_per_tok=2, moe_intermediate_size=32,
+                                          num_experts=16, num_experts_per_tok=4, moe_intermediate_size=32,
                                           norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[])
         return cfg, transformers.Qwen3MoeForCausalLM, torch.bfloat16, QWEN2_SPLIT
     if arch == "qwen2_moe":
@@ -131,7 +131,7 @@ def main():
         model = model.to(dtype)
         d = os.path.join(out, arch)
         # Shard the MoE checkpoints so the index file is exercised.
-        shard = "150KB" if "moe" in arch else "50MB"
+        shard = "200KB" if "moe" in arch else "50MB"
         model.save_pretrained(d, safe_serialization=True, max_shard_size=shard)
         tok = make_tokenizer(split, vocab)
         assert tok.get_vocab_size() == vocab, tok.get_vocab_size()
@@ -158,7 +158,7 @@ def main():
         ids = torch.randint(0, vocab - 3, (1, 24), generator=g)
         with torch.no_grad():
             logits = ref(ids).logits[0].to(torch.float32)
-            gen = ref.generate(ids[:, :8], max_new_tokens=24, do_sample=False, min_new_tokens=24,
+            gen = ref.generate(ids[:, :8], max_new_tokens=32, do_sample=False, min_new_tokens=32,
                                pad_token_id=0)
         logits.numpy().tofile(os.path.join(d, "golden.logits.f32le"))
         enc = {s: tok.encode(s, add_special_tokens=False).ids for s in TEST_STRINGS}
