@@ -8,6 +8,7 @@
 /* Each subcommand gets argv after its name and returns the exit status. */
 int cli_run(int argc, char **argv);
 int cli_convert(int argc, char **argv);
+int cli_synth(int argc, char **argv);
 
 /* Prints "hearth: error: <msg>" to stderr (one line). */
 void cli_error(const char *fmt, ...)

@@ -9,17 +9,19 @@
 #include "cli/cli.h"
 #include "hearth.h"
 
-static const char usage[] = "usage: hearth <command> [options]\n"
-                            "\n"
-                            "hearth " HEARTH_VERSION " — a local-first LLM inference engine.\n"
-                            "\n"
-                            "commands:\n"
-                            "  run      generate text from a GGUF model (hearth run --help)\n"
+static const char usage[] =
+    "usage: hearth <command> [options]\n"
+    "\n"
+    "hearth " HEARTH_VERSION " — a local-first LLM inference engine.\n"
+    "\n"
+    "commands:\n"
+    "  run      generate text from a GGUF model (hearth run --help)\n"
     "  convert  convert a Hugging Face checkpoint to GGUF (hearth convert --help)\n"
-                            "\n"
-                            "options:\n"
-                            "  -h, --help      show this help\n"
-                            "  --version       print the version\n";
+    "  synth    write a random-weight model of a real shape (hearth synth --help)\n"
+    "\n"
+    "options:\n"
+    "  -h, --help      show this help\n"
+    "  --version       print the version\n";
 
 void cli_error(const char *fmt, ...) {
     va_list ap;
@@ -94,6 +96,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "run")) return cli_run(argc - 2, argv + 2);
     if (!strcmp(cmd, "convert")) return cli_convert(argc - 2, argv + 2);
+    if (!strcmp(cmd, "synth")) return cli_synth(argc - 2, argv + 2);
     cli_error("unknown command '%s' (see hearth --help)", cmd);
     return 2;
 }

@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "hearth.h"
+#include "util/threadpool.h"
 
 static const char run_usage[] =
     "usage: hearth run -m MODEL [-p PROMPT] [options]\n"
@@ -268,7 +269,7 @@ int cli_run(int argc, char **argv) {
     hearth_context_params cp = hearth_context_default_params();
     uint32_t n_train = hearth_model_n_ctx_train(model);
     cp.n_ctx = o.n_ctx ? (uint32_t)o.n_ctx : (n_train < 4096 ? n_train : 4096);
-    cp.n_threads = (int)o.n_threads;
+    cp.n_threads = o.n_threads ? (int)o.n_threads : threadpool_n_cpus();
     cp.kv_type = o.kv_type;
     cp.n_batch = cp.n_ctx < 512 ? cp.n_ctx : 512;
 
