@@ -22,6 +22,11 @@ typedef void (*dequantize_row_fn)(const void *x, float *y, int64_t n);
 typedef void (*quantize_row_fn)(const float *x, void *y, int64_t n);
 /* Dot product of weight row w and activation row a, n elements each. */
 typedef float (*vec_dot_fn)(int64_t n, const void *w, const void *a);
+/* A tile of dot products: y[c * y_stride + r] = dot(weight row r, activation
+ * row c) for r < nr <= 4 weight rows w_stride bytes apart and c < nc <= 4
+ * activation rows a_stride bytes apart, n elements each. */
+typedef void (*gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                        size_t a_stride, int nc, float *y, size_t y_stride);
 
 typedef struct kernel_traits {
     uint32_t type;     /* hearth_dtype of the weights */
@@ -29,11 +34,16 @@ typedef struct kernel_traits {
     dequantize_row_fn dequantize;
     quantize_row_fn quantize_act; /* float -> act_type */
     vec_dot_fn vec_dot;           /* (type row) . (act_type row) */
+    gemm_fn gemm;                 /* tiles for prefill; NULL: use vec_dot */
 } kernel_traits;
 
-/* Kernels for weights of the given type, or NULL when hearth cannot multiply
- * by that type. */
+/* The fastest kernels this CPU has for weights of the given type, or NULL
+ * when hearth cannot multiply by that type. */
 const kernel_traits *kernel_traits_get(uint32_t type);
+/* The scalar reference kernels for the type (NULL when none). */
+const kernel_traits *kernel_traits_ref(uint32_t type);
+/* The whole reference table (for the dispatcher). */
+const kernel_traits *kernel_traits_ref_table(size_t *n);
 
 /* ---- reference kernels ---- */
 void dequantize_row_f32_ref(const void *x, float *y, int64_t n);

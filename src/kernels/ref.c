@@ -161,24 +161,25 @@ float vec_dot_q4_0_q8_0_ref(int64_t n, const void *w, const void *a) {
 
 static const kernel_traits traits_table[] = {
     {HEARTH_DTYPE_F32, HEARTH_DTYPE_F32, dequantize_row_f32_ref, quantize_row_f32_ref,
-     vec_dot_f32_f32_ref},
+     vec_dot_f32_f32_ref, NULL},
     {HEARTH_DTYPE_F16, HEARTH_DTYPE_F16, dequantize_row_f16_ref, quantize_row_f16_ref,
-     vec_dot_f16_f16_ref},
+     vec_dot_f16_f16_ref, NULL},
     {HEARTH_DTYPE_BF16, HEARTH_DTYPE_BF16, dequantize_row_bf16_ref, quantize_row_bf16_ref,
-     vec_dot_bf16_bf16_ref},
+     vec_dot_bf16_bf16_ref, NULL},
     {HEARTH_DTYPE_Q8_0, HEARTH_DTYPE_Q8_0, dequantize_row_q8_0_ref, quantize_row_q8_0_ref,
-     vec_dot_q8_0_q8_0_ref},
+     vec_dot_q8_0_q8_0_ref, NULL},
     {HEARTH_DTYPE_Q4_0, HEARTH_DTYPE_Q8_0, dequantize_row_q4_0_ref, quantize_row_q8_0_ref,
-     vec_dot_q4_0_q8_0_ref},
+     vec_dot_q4_0_q8_0_ref, NULL},
 };
 
-const kernel_traits *kernel_traits_get(uint32_t type) {
+const kernel_traits *kernel_traits_ref(uint32_t type) {
     for (size_t i = 0; i < sizeof traits_table / sizeof traits_table[0]; i++) {
         if (traits_table[i].type == type) return &traits_table[i];
     }
     return NULL;
 }
 
-/* The block layouts above must agree with the table the GGUF reader uses. */
-HEARTH_STATIC_ASSERT(sizeof(block_q4_0) == 18 && QK4_0 == 32, "Q4_0 layout");
-HEARTH_STATIC_ASSERT(sizeof(block_q8_0) == 34 && QK8_0 == 32, "Q8_0 layout");
+const kernel_traits *kernel_traits_ref_table(size_t *n) {
+    *n = sizeof traits_table / sizeof traits_table[0];
+    return traits_table;
+}

@@ -102,9 +102,25 @@ typedef struct matmul_job {
 static void matmul_worker(void *arg, int ith, int nth) {
     matmul_job *j = arg;
     const weight *w = j->w;
+    const uint8_t *base = w->data;
+    if (j->n_tok >= 2 && w->kt->gemm) {
+        /* Prefill: 4x4 tiles, each thread a range of whole 4-row groups.
+         * A group's rows stay in cache while every token passes over them. */
+        int64_t b, e;
+        threadpool_split((w->ne1 + 3) / 4, ith, nth, &b, &e);
+        for (int64_t r = b * 4; r < e * 4 && r < w->ne1; r += 4) {
+            int nr = (int)(w->ne1 - r < 4 ? w->ne1 - r : 4);
+            for (int64_t t = 0; t < j->n_tok; t += 4) {
+                int nc = (int)(j->n_tok - t < 4 ? j->n_tok - t : 4);
+                w->kt->gemm(w->ne0, base + (uint64_t)r * w->row_bytes, w->row_bytes, nr,
+                            j->act + t * j->stride, j->stride, nc, j->y + t * w->ne1 + r,
+                            (size_t)w->ne1);
+            }
+        }
+        return;
+    }
     int64_t b, e;
     threadpool_split(w->ne1, ith, nth, &b, &e);
-    const uint8_t *base = w->data;
     for (int64_t r = b; r < e; r++) {
         const void *row = base + (uint64_t)r * w->row_bytes;
         for (int64_t t = 0; t < j->n_tok; t++) {

@@ -1,0 +1,116 @@
+/* dispatch.c — the kernels this CPU runs, chosen once.
+ *
+ * The table starts as a copy of the reference kernels; each entry the CPU
+ * has a faster variant for is then replaced (AVX2, AVX-512, VNNI, BF16).
+ * A SIMD variant may use a different activation type than the reference —
+ * Q8A for the integer dots, F32 for F16/BF16 weights without native
+ * support — so callers always convert activations with the entry's own
+ * quantize_act.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "kernels/cpu.h"
+#include "kernels/simd.h"
+#include "util/dtype.h"
+
+#define MAX_TRAITS 32
+
+static kernel_traits table[MAX_TRAITS];
+static size_t n_table;
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+/* ---------------------------------------------------------------- Q8A reference */
+
+void quantize_row_q8a_ref(const float *x, void *y, int64_t n) {
+    block_q8a *b = y;
+    for (int64_t i = 0; i < n / QK8A; i++) {
+        const float *xb = x + i * QK8A;
+        float amax = 0.0f;
+        for (int j = 0; j < QK8A; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < QK8A; j++) {
+            b[i].qs[j] = (int8_t)roundf(xb[j] * id);
+            sum += b[i].qs[j];
+        }
+        /* The scale as Q8_0 stores it (f16): the same quants and scale as
+         * the reference, so integer dots agree exactly. */
+        b[i].d = hearth_fp16_to_f32(hearth_f32_to_fp16(d));
+        b[i].s = b[i].d * (float)sum;
+    }
+}
+
+void dequantize_row_q8a_ref(const void *x, float *y, int64_t n) {
+    const block_q8a *b = x;
+    for (int64_t i = 0; i < n / QK8A; i++) {
+        for (int j = 0; j < QK8A; j++) y[i * QK8A + j] = b[i].d * (float)b[i].qs[j];
+    }
+}
+
+uint64_t kernel_row_bytes(uint32_t type, uint64_t n) {
+    if (type == KERNEL_ACT_Q8A) return n % QK8A ? 0 : n / QK8A * sizeof(block_q8a);
+    return dtype_row_bytes(type, n);
+}
+
+/* ---------------------------------------------------------------- table */
+
+static kernel_traits *entry(uint32_t type) {
+    for (size_t i = 0; i < n_table; i++) {
+        if (table[i].type == type) return &table[i];
+    }
+    if (n_table == MAX_TRAITS) return NULL;
+    memset(&table[n_table], 0, sizeof table[n_table]);
+    table[n_table].type = type;
+    return &table[n_table++];
+}
+
+static void build(void) {
+    size_t n_ref;
+    const kernel_traits *ref = kernel_traits_ref_table(&n_ref);
+    for (size_t i = 0; i < n_ref && n_table < MAX_TRAITS; i++) table[n_table++] = ref[i];
+#if defined(__x86_64__)
+    const cpu_features *f = cpu_get_features();
+    if (!f->avx2) return;
+    bool wide = f->avx512, vnni = f->avx512_vnni;
+    quantize_row_fn q8a = wide ? quantize_row_q8a_avx512 : quantize_row_q8a_avx2;
+    kernel_traits *t = entry(KERNEL_ACT_Q8A);
+    if (t)
+        *t = (kernel_traits){
+            KERNEL_ACT_Q8A, KERNEL_ACT_Q8A, dequantize_row_q8a_ref, q8a, NULL, NULL};
+    if ((t = entry(HEARTH_DTYPE_Q4_0))) {
+        t->act_type = KERNEL_ACT_Q8A;
+        t->quantize_act = q8a;
+        t->vec_dot = vnni ? vec_dot_q4_0_q8a_avx512 : vec_dot_q4_0_q8a_avx2;
+        t->gemm = vnni ? gemm_q4_0_q8a_avx512 : NULL;
+    }
+    if ((t = entry(HEARTH_DTYPE_Q8_0))) {
+        t->act_type = KERNEL_ACT_Q8A;
+        t->quantize_act = q8a;
+        t->vec_dot = vnni ? vec_dot_q8_0_q8a_avx512 : vec_dot_q8_0_q8a_avx2;
+        t->gemm = vnni ? gemm_q8_0_q8a_avx512 : NULL;
+    }
+    if ((t = entry(HEARTH_DTYPE_F32))) {
+        t->vec_dot = wide ? vec_dot_f32_f32_avx512 : vec_dot_f32_f32_avx2;
+    }
+    /* Half-precision weights meet activations rounded to the same type, as
+     * in the reference (and llama.cpp): the products are then exact. */
+    if ((t = entry(HEARTH_DTYPE_F16))) {
+        t->quantize_act = quantize_row_f16_avx2;
+        t->vec_dot = wide ? vec_dot_f16_f16_avx512 : vec_dot_f16_f16_avx2;
+    }
+    if ((t = entry(HEARTH_DTYPE_BF16))) {
+        t->quantize_act = f->avx512_bf16 ? quantize_row_bf16_avx512 : quantize_row_bf16_ref;
+        t->vec_dot = f->avx512_bf16 ? vec_dot_bf16_bf16_avx512 : vec_dot_bf16_bf16_avx2;
+    }
+#endif
+}
+
+const kernel_traits *kernel_traits_get(uint32_t type) {
+    pthread_once(&table_once, build);
+    for (size_t i = 0; i < n_table; i++) {
+        if (table[i].type == type) return &table[i];
+    }
+    return NULL;
+}

@@ -1,0 +1,483 @@
+/* x86.c — AVX2 and AVX-512 kernels.
+ *
+ * Every function is compiled for its instruction set with a target
+ * attribute, so the default build runs on any x86-64 and the dispatcher
+ * (dispatch.c) picks what the CPU has.  Each kernel computes what its _ref
+ * counterpart computes; tests/test_simd.c holds them to it.
+ *
+ * Integer dots: Q4_0 nibbles (0..15) and Q8_0 quants + 128 are unsigned
+ * bytes multiplied by the signed activation quants; the offset (8 or 128)
+ * times each activation block's sum is subtracted once per row through the
+ * block's precomputed s = d * sum(q).
+ */
+#include "kernels/simd.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define T_AVX2   __attribute__((target("avx2,fma,f16c")))
+#define T_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
+#define T_VNNI                                                                                     \
+    __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+#define T_BF16                                                                                     \
+    __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+
+/* ---------------------------------------------------------------- AVX2 */
+
+T_AVX2 static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+T_AVX2 static inline float fp16_avx2(hearth_fp16 h) {
+    return _cvtsh_ss(h);
+}
+
+/* 32 nibbles of a Q4_0 block as bytes 0..15, in element order. */
+T_AVX2 static inline __m256i unpack_q4_avx2(const uint8_t *qs) {
+    __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
+}
+
+/* Sums of products of unsigned u and signed s bytes, as 8 int32 lanes. */
+T_AVX2 static inline __m256i dot_us_avx2(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+/* roundf on 8 lanes: half away from zero, as the reference quantizers round. */
+T_AVX2 static inline __m256 roundf_avx2(__m256 x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 a = _mm256_andnot_ps(sign, x);
+    __m256 t = _mm256_round_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 up = _mm256_cmp_ps(_mm256_sub_ps(a, t), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    t = _mm256_add_ps(t, _mm256_and_ps(up, _mm256_set1_ps(1.0f)));
+    return _mm256_or_ps(t, _mm256_and_ps(sign, x));
+}
+
+T_AVX2 void quantize_row_q8a_avx2(const float *x, void *y, int64_t n) {
+    block_q8a *b = y;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / QK8A; i++) {
+        const float *xb = x + i * QK8A;
+        __m256 v[4];
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++)
+            q[k] = _mm256_cvttps_epi32(roundf_avx2(_mm256_mul_ps(v[k], vid)));
+        /* Pack 32 int32 to int8 (packs interleave 128-bit lanes: fix with a permute). */
+        __m256i p01 = _mm256_packs_epi32(q[0], q[1]), p23 = _mm256_packs_epi32(q[2], q[3]);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)b[i].qs, p);
+        __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), p);
+        __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        b[i].d = _cvtsh_ss(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
+        b[i].s = b[i].d * (float)_mm_cvtsi128_si32(s4);
+    }
+}
+
+T_AVX2 float vec_dot_q4_0_q8a_avx2(int64_t n, const void *w, const void *a) {
+    const block_q4_0 *x = w;
+    const block_q8a *y = a;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float corr = 0.0f;
+    int64_t nb = n / QK4_0, i = 0;
+    for (; i + 1 < nb; i += 2) {
+        float d0 = fp16_avx2(x[i].d), d1 = fp16_avx2(x[i + 1].d);
+        __m256i p0 =
+            dot_us_avx2(unpack_q4_avx2(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        __m256i p1 = dot_us_avx2(unpack_q4_avx2(x[i + 1].qs),
+                                 _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * y[i].d), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * y[i + 1].d), _mm256_cvtepi32_ps(p1), acc1);
+        corr += d0 * y[i].s + d1 * y[i + 1].s;
+    }
+    for (; i < nb; i++) {
+        float d0 = fp16_avx2(x[i].d);
+        __m256i p0 =
+            dot_us_avx2(unpack_q4_avx2(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * y[i].d), _mm256_cvtepi32_ps(p0), acc0);
+        corr += d0 * y[i].s;
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1)) - 8.0f * corr;
+}
+
+T_AVX2 float vec_dot_q8_0_q8a_avx2(int64_t n, const void *w, const void *a) {
+    const block_q8_0 *x = w;
+    const block_q8a *y = a;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t nb = n / QK8_0;
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        /* |x| times y with x's sign: unsigned by signed, no offset needed. */
+        __m256i p = dot_us_avx2(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+        __m256 d = _mm256_set1_ps(fp16_avx2(x[i].d) * y[i].d);
+        if (i & 1) {
+            acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc1);
+        } else {
+            acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
+        }
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+T_AVX2 float vec_dot_f32_f32_avx2(int64_t n, const void *w, const void *a) {
+    const float *x = w, *y = a;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        for (int k = 0; k < 4; k++) {
+            acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * k), _mm256_loadu_ps(y + i + 8 * k),
+                                     acc[k]);
+        }
+    }
+    for (; i + 8 <= n; i += 8) {
+        acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc[0]);
+    }
+    float s = hsum256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+T_AVX2 void quantize_row_f16_avx2(const float *x, void *y, int64_t n) {
+    uint16_t *h = y;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm_storeu_si128((__m128i *)(h + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    }
+    for (; i < n; i++) h[i] = hearth_f32_to_fp16(x[i]);
+}
+
+T_AVX2 static inline __m256 f16x8_avx2(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+T_AVX2 float vec_dot_f16_f16_avx2(int64_t n, const void *w, const void *a) {
+    const uint16_t *x = w, *y = a;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        for (int k = 0; k < 4; k++) {
+            acc[k] = _mm256_fmadd_ps(f16x8_avx2(x + i + 8 * k), f16x8_avx2(y + i + 8 * k), acc[k]);
+        }
+    }
+    for (; i + 8 <= n; i += 8)
+        acc[0] = _mm256_fmadd_ps(f16x8_avx2(x + i), f16x8_avx2(y + i), acc[0]);
+    float s = hsum256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n; i++) s += _cvtsh_ss(x[i]) * _cvtsh_ss(y[i]);
+    return s;
+}
+
+T_AVX2 static inline __m256 bf16x8_avx2(const uint16_t *p) {
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+T_AVX2 float vec_dot_bf16_bf16_avx2(int64_t n, const void *w, const void *a) {
+    const uint16_t *x = w, *y = a;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        for (int k = 0; k < 4; k++) {
+            acc[k] =
+                _mm256_fmadd_ps(bf16x8_avx2(x + i + 8 * k), bf16x8_avx2(y + i + 8 * k), acc[k]);
+        }
+    }
+    for (; i + 8 <= n; i += 8)
+        acc[0] = _mm256_fmadd_ps(bf16x8_avx2(x + i), bf16x8_avx2(y + i), acc[0]);
+    float s = hsum256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n; i++) s += hearth_bf16_to_f32(x[i]) * hearth_bf16_to_f32(y[i]);
+    return s;
+}
+
+/* ---------------------------------------------------------------- AVX-512 */
+
+/* roundf on 16 lanes: half away from zero. */
+T_AVX512 static inline __m512 roundf_avx512(__m512 x) {
+    __m512 a = _mm512_abs_ps(x);
+    __m512 t = _mm512_roundscale_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __mmask16 up = _mm512_cmp_ps_mask(_mm512_sub_ps(a, t), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    t = _mm512_mask_add_ps(t, up, t, _mm512_set1_ps(1.0f));
+    return _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_castps_si512(t),
+        _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u))));
+}
+
+T_AVX512 void quantize_row_q8a_avx512(const float *x, void *y, int64_t n) {
+    block_q8a *b = y;
+    for (int64_t i = 0; i < n / QK8A; i++) {
+        __m512 v0 = _mm512_loadu_ps(x + i * QK8A), v1 = _mm512_loadu_ps(x + i * QK8A + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i q0 = _mm512_cvttps_epi32(roundf_avx512(_mm512_mul_ps(v0, vid)));
+        __m512i q1 = _mm512_cvttps_epi32(roundf_avx512(_mm512_mul_ps(v1, vid)));
+        _mm_storeu_si128((__m128i *)b[i].qs, _mm512_cvtsepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(b[i].qs + 16), _mm512_cvtsepi32_epi8(q1));
+        b[i].d = _cvtsh_ss(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
+        b[i].s = b[i].d * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+}
+
+/* Two Q4_0 blocks' nibbles as 64 unsigned bytes, each block in element order. */
+T_AVX512 static inline __m512i unpack_q4x2_avx512(const uint8_t *qs0, const uint8_t *qs1) {
+    __m256i t = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)qs1),
+                                 _mm_loadu_si128((const __m128i *)qs0));
+    __m512i b = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
+    /* b = [qs0 | qs1 | qs0>>4 | qs1>>4]: reorder 128-bit lanes to [qs0, qs0>>4, qs1, qs1>>4]. */
+    b = _mm512_shuffle_i64x2(b, b, _MM_SHUFFLE(3, 1, 2, 0));
+    return _mm512_and_si512(b, _mm512_set1_epi8(0x0f));
+}
+
+/* Two activation blocks' quants as 64 signed bytes. */
+T_AVX512 static inline __m512i load_q8ax2_avx512(const block_q8a *y) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)y[0].qs)),
+                              _mm256_loadu_si256((const __m256i *)y[1].qs), 1);
+}
+
+/* 16 lanes: the first 8 hold a, the last 8 hold b. */
+T_AVX512 static inline __m512 pair_ps(float a, float b) {
+    return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+}
+
+T_VNNI float vec_dot_q4_0_q8a_avx512(int64_t n, const void *w, const void *a) {
+    const block_q4_0 *x = w;
+    const block_q8a *y = a;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    float corr = 0.0f;
+    int64_t nb = n / QK4_0, i = 0;
+    for (; i + 3 < nb; i += 4) {
+        float d0 = _cvtsh_ss(x[i].d), d1 = _cvtsh_ss(x[i + 1].d);
+        float d2 = _cvtsh_ss(x[i + 2].d), d3 = _cvtsh_ss(x[i + 3].d);
+        __m512i p0 =
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), unpack_q4x2_avx512(x[i].qs, x[i + 1].qs),
+                                load_q8ax2_avx512(y + i));
+        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                         unpack_q4x2_avx512(x[i + 2].qs, x[i + 3].qs),
+                                         load_q8ax2_avx512(y + i + 2));
+        acc0 = _mm512_fmadd_ps(pair_ps(d0 * y[i].d, d1 * y[i + 1].d), _mm512_cvtepi32_ps(p0), acc0);
+        acc1 = _mm512_fmadd_ps(pair_ps(d2 * y[i + 2].d, d3 * y[i + 3].d), _mm512_cvtepi32_ps(p1),
+                               acc1);
+        corr += d0 * y[i].s + d1 * y[i + 1].s + d2 * y[i + 2].s + d3 * y[i + 3].s;
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    if (i < nb) s += vec_dot_q4_0_q8a_avx2((nb - i) * QK4_0, x + i, y + i);
+    return s - 8.0f * corr;
+}
+
+T_VNNI float vec_dot_q8_0_q8a_avx512(int64_t n, const void *w, const void *a) {
+    const block_q8_0 *x = w;
+    const block_q8a *y = a;
+    __m512 acc0 = _mm512_setzero_ps();
+    float corr = 0.0f;
+    const __m512i off = _mm512_set1_epi8((char)0x80);
+    int64_t nb = n / QK8_0, i = 0;
+    for (; i + 1 < nb; i += 2) {
+        __m512i qx =
+            _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[i].qs)),
+                               _mm256_loadu_si256((const __m256i *)x[i + 1].qs), 1);
+        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(qx, off),
+                                        load_q8ax2_avx512(y + i));
+        float d0 = _cvtsh_ss(x[i].d), d1 = _cvtsh_ss(x[i + 1].d);
+        acc0 = _mm512_fmadd_ps(pair_ps(d0 * y[i].d, d1 * y[i + 1].d), _mm512_cvtepi32_ps(p), acc0);
+        corr += d0 * y[i].s + d1 * y[i + 1].s;
+    }
+    float s = _mm512_reduce_add_ps(acc0) - 128.0f * corr;
+    if (i < nb) s += vec_dot_q8_0_q8a_avx2(QK8_0, x + i, y + i);
+    return s;
+}
+
+T_AVX512 float vec_dot_f32_f32_avx512(int64_t n, const void *w, const void *a) {
+    const float *x = w, *y = a;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        for (int k = 0; k < 4; k++) {
+            acc[k] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16 * k),
+                                     _mm512_loadu_ps(y + i + 16 * k), acc[k]);
+        }
+    }
+    for (; i + 16 <= n; i += 16) {
+        acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), acc[0]);
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        acc[1] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i),
+                                 acc[1]);
+    }
+    return _mm512_reduce_add_ps(
+        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+}
+
+T_AVX512 float vec_dot_f16_f16_avx512(int64_t n, const void *w, const void *a) {
+    const uint16_t *x = w, *y = a;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        for (int k = 0; k < 4; k++) {
+            __m512 wx = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i + 16 * k)));
+            __m512 ay = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(y + i + 16 * k)));
+            acc[k] = _mm512_fmadd_ps(wx, ay, acc[k]);
+        }
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m512 wx = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i)));
+        __m512 ay = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(y + i)));
+        acc[0] = _mm512_fmadd_ps(wx, ay, acc[0]);
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 wx = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i));
+        __m512 ay = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, y + i));
+        acc[1] = _mm512_fmadd_ps(wx, ay, acc[1]);
+    }
+    return _mm512_reduce_add_ps(
+        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+}
+
+T_BF16 void quantize_row_bf16_avx512(const float *x, void *y, int64_t n) {
+    uint16_t *h = y;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i));
+        _mm512_storeu_si512((void *)(h + i), (__m512i)v);
+    }
+    for (; i < n; i++) h[i] = hearth_f32_to_bf16(x[i]);
+}
+
+T_BF16 float vec_dot_bf16_bf16_avx512(int64_t n, const void *w, const void *a) {
+    const uint16_t *x = w, *y = a;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        acc0 = _mm512_dpbf16_ps(acc0, (__m512bh)_mm512_loadu_si512((const void *)(x + i)),
+                                (__m512bh)_mm512_loadu_si512((const void *)(y + i)));
+        acc1 = _mm512_dpbf16_ps(acc1, (__m512bh)_mm512_loadu_si512((const void *)(x + i + 32)),
+                                (__m512bh)_mm512_loadu_si512((const void *)(y + i + 32)));
+    }
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm512_dpbf16_ps(acc0, (__m512bh)_mm512_loadu_si512((const void *)(x + i)),
+                                (__m512bh)_mm512_loadu_si512((const void *)(y + i)));
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    for (; i < n; i++) s += hearth_bf16_to_f32(x[i]) * hearth_bf16_to_f32(y[i]);
+    return s;
+}
+
+/* ---------------------------------------------------------------- AVX-512 tiles */
+
+/* A tile of up to 4 weight rows by up to 4 activation rows: each pair of
+ * blocks of a weight row is unpacked once and multiplied by every
+ * activation row.  Partial tiles fall back to the dot kernels. */
+#define TILE 4
+
+T_VNNI static void gemm_q8_kernel(int64_t nb, const void *w, size_t w_stride, const void *a,
+                                  size_t a_stride, float *y, size_t y_stride, bool q4) {
+    __m512 acc[TILE][TILE];
+    float corr[TILE][TILE];
+    for (int r = 0; r < TILE; r++) {
+        for (int c = 0; c < TILE; c++) {
+            acc[r][c] = _mm512_setzero_ps();
+            corr[r][c] = 0.0f;
+        }
+    }
+    const __m512i off = _mm512_set1_epi8((char)0x80);
+    for (int64_t i = 0; i < nb; i += 2) {
+        __m512i wq[TILE];
+        __m512 wd[TILE];
+        float d0[TILE], d1[TILE];
+        for (int r = 0; r < TILE; r++) {
+            const uint8_t *row = (const uint8_t *)w + r * w_stride;
+            if (q4) {
+                const block_q4_0 *x = (const block_q4_0 *)row + i;
+                wq[r] = unpack_q4x2_avx512(x[0].qs, x[1].qs);
+                d0[r] = _cvtsh_ss(x[0].d);
+                d1[r] = _cvtsh_ss(x[1].d);
+            } else {
+                const block_q8_0 *x = (const block_q8_0 *)row + i;
+                __m512i q = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[0].qs)),
+                    _mm256_loadu_si256((const __m256i *)x[1].qs), 1);
+                wq[r] = _mm512_xor_si512(q, off);
+                d0[r] = _cvtsh_ss(x[0].d);
+                d1[r] = _cvtsh_ss(x[1].d);
+            }
+            wd[r] = pair_ps(d0[r], d1[r]);
+        }
+        for (int c = 0; c < TILE; c++) {
+            const block_q8a *ya = (const block_q8a *)((const uint8_t *)a + c * a_stride) + i;
+            __m512i aq = load_q8ax2_avx512(ya);
+            __m512 ad = pair_ps(ya[0].d, ya[1].d);
+            for (int r = 0; r < TILE; r++) {
+                __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[r], aq);
+                acc[r][c] =
+                    _mm512_fmadd_ps(_mm512_mul_ps(wd[r], ad), _mm512_cvtepi32_ps(p), acc[r][c]);
+                corr[r][c] += d0[r] * ya[0].s + d1[r] * ya[1].s;
+            }
+        }
+    }
+    float offset = q4 ? 8.0f : 128.0f;
+    for (int c = 0; c < TILE; c++) {
+        for (int r = 0; r < TILE; r++) {
+            y[c * y_stride + r] = _mm512_reduce_add_ps(acc[r][c]) - offset * corr[r][c];
+        }
+    }
+}
+
+static void gemm_edges(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                       size_t a_stride, int nc, float *y, size_t y_stride, vec_dot_fn dot) {
+    for (int c = 0; c < nc; c++) {
+        for (int r = 0; r < nr; r++) {
+            y[c * y_stride + r] =
+                dot(n, (const uint8_t *)w + r * w_stride, (const uint8_t *)a + c * a_stride);
+        }
+    }
+}
+
+void gemm_q4_0_q8a_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                          size_t a_stride, int nc, float *y, size_t y_stride) {
+    int64_t nb = n / QK4_0;
+    if (nr == TILE && nc == TILE && nb % 2 == 0) {
+        gemm_q8_kernel(nb, w, w_stride, a, a_stride, y, y_stride, true);
+    } else {
+        gemm_edges(n, w, w_stride, nr, a, a_stride, nc, y, y_stride, vec_dot_q4_0_q8a_avx512);
+    }
+}
+
+void gemm_q8_0_q8a_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                          size_t a_stride, int nc, float *y, size_t y_stride) {
+    int64_t nb = n / QK8_0;
+    if (nr == TILE && nc == TILE && nb % 2 == 0) {
+        gemm_q8_kernel(nb, w, w_stride, a, a_stride, y, y_stride, false);
+    } else {
+        gemm_edges(n, w, w_stride, nr, a, a_stride, nc, y, y_stride, vec_dot_q8_0_q8a_avx512);
+    }
+}
+
+#endif /* x86-64 */
