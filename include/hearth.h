@@ -173,6 +173,10 @@ int32_t hearth_model_n_vocab(const hearth_model *model);
 uint32_t hearth_model_n_ctx_train(const hearth_model *model);
 /* One line describing the model, e.g. "llama 5 layers dim 64 Q4_0". */
 const char *hearth_model_desc(const hearth_model *model);
+/* Bytes of weights one generated token reads: every matrix of a dense
+ * model; for mixture-of-experts layers the router and only the experts a
+ * token is routed to (plus a shared expert); one embedding row. */
+uint64_t hearth_model_bytes_per_token(const hearth_model *model);
 
 /* ---------------------------------------------------------------- context */
 

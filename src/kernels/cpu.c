@@ -22,6 +22,7 @@ static void detect(void) {
                       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                       __builtin_cpu_supports("avx512dq");
     features.avx512_vnni = features.avx512 && __builtin_cpu_supports("avx512vnni");
+    features.avx512_vbmi = features.avx512 && __builtin_cpu_supports("avx512vbmi");
 #if defined(__clang__) || __GNUC__ >= 11
     features.avx512_bf16 = features.avx512 && __builtin_cpu_supports("avx512bf16");
 #endif
@@ -30,6 +31,7 @@ static void detect(void) {
     if (force && !strcmp(force, "ref")) memset(&features, 0, sizeof features);
     if (force && !strcmp(force, "avx2")) {
         features.avx512 = features.avx512_vnni = features.avx512_bf16 = false;
+        features.avx512_vbmi = false;
     }
 }
 

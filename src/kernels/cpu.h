@@ -8,6 +8,7 @@ typedef struct cpu_features {
     bool avx2;        /* with FMA and F16C */
     bool avx512;      /* F, BW, VL, DQ */
     bool avx512_vnni; /* vpdpbusd */
+    bool avx512_vbmi; /* vpermb, vpermt2b */
     bool avx512_bf16; /* vdpbf16ps */
 } cpu_features;
 

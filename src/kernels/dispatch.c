@@ -49,8 +49,75 @@ void dequantize_row_q8a_ref(const void *x, float *y, int64_t n) {
     }
 }
 
+/* Quantizes one 32-element block as the reference Q8_0 does: quants q and
+ * the f16-rounded scale; returns the sum of the quants. */
+static int32_t quantize_block_q8(const float *x, int8_t *q, float *d_out) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    int32_t sum = 0;
+    for (int j = 0; j < 32; j++) {
+        q[j] = (int8_t)roundf(x[j] * id);
+        sum += q[j];
+    }
+    *d_out = hearth_fp16_to_f32(hearth_f32_to_fp16(d));
+    return sum;
+}
+
+/* Q8X4 rows: full groups, then a compact partial group (see simd.h). */
+static void quantize_q8x4(const float *x, void *y, int64_t n, int32_t offset) {
+    int64_t nb = n / 32, ng = nb / 4, tail = nb % 4;
+    uint8_t *out = y;
+    for (int64_t g = 0; g <= ng; g++) {
+        int64_t t = g < ng ? 4 : tail;
+        if (t == 0) break;
+        int8_t *lo = (int8_t *)out, *hi = lo + 16 * t;
+        int32_t *corr = (int32_t *)(hi + 16 * t);
+        float *d = (float *)(corr + 4 * t);
+        for (int64_t b = 0; b < t; b++) {
+            int8_t q[32];
+            float db;
+            int32_t sum = quantize_block_q8(x + (g * 4 + b) * 32, q, &db);
+            memcpy(lo + 16 * b, q, 16);
+            memcpy(hi + 16 * b, q + 16, 16);
+            for (int k = 0; k < 4; k++) {
+                corr[4 * b + k] = -offset * sum / 4;
+                d[4 * b + k] = db;
+            }
+        }
+        out += 64 * t;
+    }
+}
+
+void quantize_row_q8x4_o8_ref(const float *x, void *y, int64_t n) {
+    quantize_q8x4(x, y, n, 8);
+}
+void quantize_row_q8x4_o128_ref(const float *x, void *y, int64_t n) {
+    quantize_q8x4(x, y, n, 128);
+}
+
+void dequantize_row_q8x4_ref(const void *x, float *y, int64_t n) {
+    int64_t nb = n / 32, ng = nb / 4, tail = nb % 4;
+    const uint8_t *in = x;
+    for (int64_t g = 0; g <= ng; g++) {
+        int64_t t = g < ng ? 4 : tail;
+        if (t == 0) break;
+        const int8_t *lo = (const int8_t *)in, *hi = lo + 16 * t;
+        const float *d = (const float *)(hi + 16 * t + 16 * t);
+        for (int64_t b = 0; b < t; b++) {
+            float *yb = y + (g * 4 + b) * 32;
+            for (int k = 0; k < 16; k++) {
+                yb[k] = d[4 * b] * (float)lo[16 * b + k];
+                yb[16 + k] = d[4 * b] * (float)hi[16 * b + k];
+            }
+        }
+        in += 64 * t;
+    }
+}
+
 uint64_t kernel_row_bytes(uint32_t type, uint64_t n) {
     if (type == KERNEL_ACT_Q8A) return n % QK8A ? 0 : n / QK8A * sizeof(block_q8a);
+    if (type == KERNEL_ACT_Q8X4_O8 || type == KERNEL_ACT_Q8X4_O128) return n % 32 ? 0 : 2 * n;
     return dtype_row_bytes(type, n);
 }
 
@@ -76,9 +143,12 @@ static void build(void) {
     bool wide = f->avx512, vnni = f->avx512_vnni;
     quantize_row_fn q8a = wide ? quantize_row_q8a_avx512 : quantize_row_q8a_avx2;
     kernel_traits *t = entry(KERNEL_ACT_Q8A);
-    if (t)
-        *t = (kernel_traits){
-            KERNEL_ACT_Q8A, KERNEL_ACT_Q8A, dequantize_row_q8a_ref, q8a, NULL, NULL};
+    if (t) {
+        *t = (kernel_traits){.type = KERNEL_ACT_Q8A,
+                             .act_type = KERNEL_ACT_Q8A,
+                             .dequantize = dequantize_row_q8a_ref,
+                             .quantize_act = q8a};
+    }
     if ((t = entry(HEARTH_DTYPE_Q4_0))) {
         t->act_type = KERNEL_ACT_Q8A;
         t->quantize_act = q8a;
@@ -91,14 +161,43 @@ static void build(void) {
         t->vec_dot = vnni ? vec_dot_q8_0_q8a_avx512 : vec_dot_q8_0_q8a_avx2;
         t->gemm = vnni ? gemm_q8_0_q8a_avx512 : NULL;
     }
+    if (vnni && f->avx512_vbmi) {
+        /* Byte permutes gather a group of blocks' quants and scales at once. */
+        if ((t = entry(KERNEL_ACT_Q8X4_O8))) {
+            *t = (kernel_traits){.type = KERNEL_ACT_Q8X4_O8,
+                                 .act_type = KERNEL_ACT_Q8X4_O8,
+                                 .dequantize = dequantize_row_q8x4_ref,
+                                 .quantize_act = quantize_row_q8x4_o8_avx512};
+        }
+        if ((t = entry(KERNEL_ACT_Q8X4_O128))) {
+            *t = (kernel_traits){.type = KERNEL_ACT_Q8X4_O128,
+                                 .act_type = KERNEL_ACT_Q8X4_O128,
+                                 .dequantize = dequantize_row_q8x4_ref,
+                                 .quantize_act = quantize_row_q8x4_o128_avx512};
+        }
+        if ((t = entry(HEARTH_DTYPE_Q4_0))) {
+            t->act_type = KERNEL_ACT_Q8X4_O8;
+            t->quantize_act = quantize_row_q8x4_o8_avx512;
+            t->vec_dot = vec_dot_q4_0_q8x4_avx512;
+            t->gemm = NULL;
+        }
+        if ((t = entry(HEARTH_DTYPE_Q8_0))) {
+            t->act_type = KERNEL_ACT_Q8X4_O128;
+            t->quantize_act = quantize_row_q8x4_o128_avx512;
+            t->vec_dot = vec_dot_q8_0_q8x4_avx512;
+            t->gemm = NULL;
+        }
+    }
     if ((t = entry(HEARTH_DTYPE_F32))) {
         t->vec_dot = wide ? vec_dot_f32_f32_avx512 : vec_dot_f32_f32_avx2;
+        t->axpy = wide ? axpy_f32_avx512 : axpy_f32_avx2;
     }
     /* Half-precision weights meet activations rounded to the same type, as
      * in the reference (and llama.cpp): the products are then exact. */
     if ((t = entry(HEARTH_DTYPE_F16))) {
         t->quantize_act = quantize_row_f16_avx2;
         t->vec_dot = wide ? vec_dot_f16_f16_avx512 : vec_dot_f16_f16_avx2;
+        t->axpy = wide ? axpy_f16_avx512 : axpy_f16_avx2;
     }
     if ((t = entry(HEARTH_DTYPE_BF16))) {
         t->quantize_act = f->avx512_bf16 ? quantize_row_bf16_avx512 : quantize_row_bf16_ref;

@@ -22,6 +22,8 @@ typedef void (*dequantize_row_fn)(const void *x, float *y, int64_t n);
 typedef void (*quantize_row_fn)(const float *x, void *y, int64_t n);
 /* Dot product of weight row w and activation row a, n elements each. */
 typedef float (*vec_dot_fn)(int64_t n, const void *w, const void *a);
+/* y[0..n) += a * x[0..n), x a row of some type (attention's value sums). */
+typedef void (*axpy_fn)(int64_t n, float a, const void *x, float *y);
 /* A tile of dot products: y[c * y_stride + r] = dot(weight row r, activation
  * row c) for r < nr <= 4 weight rows w_stride bytes apart and c < nc <= 4
  * activation rows a_stride bytes apart, n elements each. */
@@ -35,6 +37,7 @@ typedef struct kernel_traits {
     quantize_row_fn quantize_act; /* float -> act_type */
     vec_dot_fn vec_dot;           /* (type row) . (act_type row) */
     gemm_fn gemm;                 /* tiles for prefill; NULL: use vec_dot */
+    axpy_fn axpy;                 /* y += a * row (F32 and F16 only, for attention) */
 } kernel_traits;
 
 /* The fastest kernels this CPU has for weights of the given type, or NULL
@@ -63,5 +66,8 @@ float vec_dot_f16_f16_ref(int64_t n, const void *w, const void *a);
 float vec_dot_bf16_bf16_ref(int64_t n, const void *w, const void *a);
 float vec_dot_q8_0_q8_0_ref(int64_t n, const void *w, const void *a);
 float vec_dot_q4_0_q8_0_ref(int64_t n, const void *w, const void *a);
+
+void axpy_f32_ref(int64_t n, float a, const void *x, float *y);
+void axpy_f16_ref(int64_t n, float a, const void *x, float *y);
 
 #endif

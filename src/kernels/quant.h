@@ -25,16 +25,16 @@ typedef uint16_t hearth_bf16; /* bfloat16 bits: the top half of a float */
 /* Q4_0: 32 weights as 4-bit values q in [0, 15], w = d * (q - 8). */
 #define QK4_0 32
 typedef struct block_q4_0 {
-    hearth_fp16 d;           /* scale */
-    uint8_t qs[QK4_0 / 2];   /* byte j: low nibble = weight j, high nibble = weight j + 16 */
+    hearth_fp16 d;         /* scale */
+    uint8_t qs[QK4_0 / 2]; /* byte j: low nibble = weight j, high nibble = weight j + 16 */
 } block_q4_0;
 HEARTH_STATIC_ASSERT(sizeof(block_q4_0) == 18, "block_q4_0 must be 18 bytes");
 
 /* Q8_0: 32 weights as signed bytes, w = d * q. */
 #define QK8_0 32
 typedef struct block_q8_0 {
-    hearth_fp16 d;     /* scale */
-    int8_t qs[QK8_0];  /* quants */
+    hearth_fp16 d;    /* scale */
+    int8_t qs[QK8_0]; /* quants */
 } block_q8_0;
 HEARTH_STATIC_ASSERT(sizeof(block_q8_0) == 34, "block_q8_0 must be 34 bytes");
 
@@ -91,7 +91,9 @@ static inline hearth_fp16 hearth_f32_to_fp16(float f) {
     return (hearth_fp16)(sign | h);
 }
 
-static inline float hearth_bf16_to_f32(hearth_bf16 h) { return hearth_bits_f32((uint32_t)h << 16); }
+static inline float hearth_bf16_to_f32(hearth_bf16 h) {
+    return hearth_bits_f32((uint32_t)h << 16);
+}
 
 /* Float to bfloat16, rounding to nearest even; NaN stays NaN. */
 static inline hearth_bf16 hearth_f32_to_bf16(float f) {

@@ -157,19 +157,31 @@ float vec_dot_q4_0_q8_0_ref(int64_t n, const void *w, const void *a) {
     return sum;
 }
 
+/* ---------------------------------------------------------------- axpy */
+
+void axpy_f32_ref(int64_t n, float a, const void *x, float *y) {
+    const float *v = x;
+    for (int64_t i = 0; i < n; i++) y[i] += a * v[i];
+}
+
+void axpy_f16_ref(int64_t n, float a, const void *x, float *y) {
+    const hearth_fp16 *v = x;
+    for (int64_t i = 0; i < n; i++) y[i] += a * hearth_fp16_to_f32(v[i]);
+}
+
 /* ---------------------------------------------------------------- traits */
 
 static const kernel_traits traits_table[] = {
     {HEARTH_DTYPE_F32, HEARTH_DTYPE_F32, dequantize_row_f32_ref, quantize_row_f32_ref,
-     vec_dot_f32_f32_ref, NULL},
+     vec_dot_f32_f32_ref, NULL, axpy_f32_ref},
     {HEARTH_DTYPE_F16, HEARTH_DTYPE_F16, dequantize_row_f16_ref, quantize_row_f16_ref,
-     vec_dot_f16_f16_ref, NULL},
+     vec_dot_f16_f16_ref, NULL, axpy_f16_ref},
     {HEARTH_DTYPE_BF16, HEARTH_DTYPE_BF16, dequantize_row_bf16_ref, quantize_row_bf16_ref,
-     vec_dot_bf16_bf16_ref, NULL},
+     vec_dot_bf16_bf16_ref, NULL, NULL},
     {HEARTH_DTYPE_Q8_0, HEARTH_DTYPE_Q8_0, dequantize_row_q8_0_ref, quantize_row_q8_0_ref,
-     vec_dot_q8_0_q8_0_ref, NULL},
+     vec_dot_q8_0_q8_0_ref, NULL, NULL},
     {HEARTH_DTYPE_Q4_0, HEARTH_DTYPE_Q8_0, dequantize_row_q4_0_ref, quantize_row_q8_0_ref,
-     vec_dot_q4_0_q8_0_ref, NULL},
+     vec_dot_q4_0_q8_0_ref, NULL, NULL},
 };
 
 const kernel_traits *kernel_traits_ref(uint32_t type) {

@@ -214,7 +214,59 @@ T_AVX2 float vec_dot_bf16_bf16_avx2(int64_t n, const void *w, const void *a) {
     return s;
 }
 
+T_AVX2 void axpy_f32_avx2(int64_t n, float a, const void *x, float *y) {
+    const float *v = x;
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(y + i,
+                         _mm256_fmadd_ps(va, _mm256_loadu_ps(v + i), _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; i++) y[i] += a * v[i];
+}
+
+T_AVX2 void axpy_f16_avx2(int64_t n, float a, const void *x, float *y) {
+    const uint16_t *v = x;
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, f16x8_avx2(v + i), _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; i++) y[i] += a * _cvtsh_ss(v[i]);
+}
+
 /* ---------------------------------------------------------------- AVX-512 */
+
+T_AVX512 void axpy_f32_avx512(int64_t n, float a, const void *x, float *y) {
+    const float *v = x;
+    __m512 va = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        _mm512_storeu_ps(y + i,
+                         _mm512_fmadd_ps(va, _mm512_loadu_ps(v + i), _mm512_loadu_ps(y + i)));
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(
+            y + i, m,
+            _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, v + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
+T_AVX512 void axpy_f16_avx512(int64_t n, float a, const void *x, float *y) {
+    const uint16_t *v = x;
+    __m512 va = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + i)));
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, xv, _mm512_loadu_ps(y + i)));
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 xv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, v + i));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, xv, _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
 
 /* roundf on 16 lanes: half away from zero. */
 T_AVX512 static inline __m512 roundf_avx512(__m512 x) {
@@ -478,6 +530,180 @@ void gemm_q8_0_q8a_avx512(int64_t n, const void *w, size_t w_stride, int nr, con
     } else {
         gemm_edges(n, w, w_stride, nr, a, a_stride, nc, y, y_stride, vec_dot_q8_0_q8a_avx512);
     }
+}
+
+/* ---------------------------------------------------------------- AVX-512 VBMI + VNNI */
+
+#define T_VBMI                                                                                     \
+    __attribute__((                                                                                \
+        target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi")))
+
+/* A mask of the first n (< 64) bytes, or all 64. */
+static inline uint64_t byte_mask(int64_t n) {
+    return n >= 64 ? ~0ull : n <= 0 ? 0ull : (1ull << n) - 1;
+}
+
+/* Writes one group of t blocks (4, or fewer at the end of a row) in the
+ * layout of block_q8x4; returns the bytes written. */
+T_VBMI static size_t quantize_group_q8x4(const float *x, uint8_t *out, int64_t t, int32_t offset) {
+    int8_t *lo = (int8_t *)out, *hi = lo + 16 * t;
+    int32_t *corr = (int32_t *)(hi + 16 * t);
+    float *d = (float *)(corr + 4 * t);
+    for (int64_t b = 0; b < t; b++) {
+        __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i q0 = _mm512_cvttps_epi32(roundf_avx512(_mm512_mul_ps(v0, vid)));
+        __m512i q1 = _mm512_cvttps_epi32(roundf_avx512(_mm512_mul_ps(v1, vid)));
+        _mm_storeu_si128((__m128i *)(lo + 16 * b), _mm512_cvtsepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(hi + 16 * b), _mm512_cvtsepi32_epi8(q1));
+        int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        _mm_storeu_si128((__m128i *)(corr + 4 * b), _mm_set1_epi32(-offset * sum / 4));
+        _mm_storeu_ps(d + 4 * b, _mm_set1_ps(_cvtsh_ss(_cvtss_sh(db, _MM_FROUND_TO_NEAREST_INT))));
+    }
+    return (size_t)(64 * t);
+}
+
+T_VBMI static void quantize_q8x4_avx512(const float *x, void *y, int64_t n, int32_t offset) {
+    int64_t nb = n / 32;
+    uint8_t *out = y;
+    for (int64_t b = 0; b < nb; b += 4) {
+        out += quantize_group_q8x4(x + 32 * b, out, nb - b < 4 ? nb - b : 4, offset);
+    }
+}
+
+void quantize_row_q8x4_o8_avx512(const float *x, void *y, int64_t n) {
+    quantize_q8x4_avx512(x, y, n, 8);
+}
+
+void quantize_row_q8x4_o128_avx512(const float *x, void *y, int64_t n) {
+    quantize_q8x4_avx512(x, y, n, 128);
+}
+
+/* Byte indices into a group of 4 blocks of 18 (Q4_0) or 34 (Q8_0) bytes,
+ * each block a 2-byte scale then its quants: the 16 quant bytes of each
+ * block, and each block's scale bytes repeated for its 4 lanes
+ * (qs[j] = size * (j / 16) + 2 + j % 16, d[j] = size * (j / 8) + j % 2). */
+typedef struct q8x4_indices {
+    uint8_t qs[64];
+    uint8_t d[64];
+} q8x4_indices;
+
+static const q8x4_indices indices_q4_0 = {
+    {
+        2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 22, 23, 24, 25,
+        26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49,
+        50, 51, 52, 53, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71,
+    },
+    {
+        0,  1,  0,  1,  0,  1,  0,  1,  18, 19, 18, 19, 18, 19, 18, 19, 36, 37, 36, 37, 36, 37,
+        36, 37, 54, 55, 54, 55, 54, 55, 54, 55, 0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+        0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+    },
+};
+
+static const q8x4_indices indices_q8_0 = {
+    {
+        2,   3,   4,   5,   6,   7,   8,   9,   10,  11,  12,  13,  14,  15,  16,  17,
+        36,  37,  38,  39,  40,  41,  42,  43,  44,  45,  46,  47,  48,  49,  50,  51,
+        70,  71,  72,  73,  74,  75,  76,  77,  78,  79,  80,  81,  82,  83,  84,  85,
+        104, 105, 106, 107, 108, 109, 110, 111, 112, 113, 114, 115, 116, 117, 118, 119,
+    },
+    {
+        0,  1,  0,  1,  0,  1,  0,  1,  34,  35,  34,  35,  34,  35,  34,  35,
+        68, 69, 68, 69, 68, 69, 68, 69, 102, 103, 102, 103, 102, 103, 102, 103,
+        0,  0,  0,  0,  0,  0,  0,  0,  0,   0,   0,   0,   0,   0,   0,   0,
+        0,  0,  0,  0,  0,  0,  0,  0,  0,   0,   0,   0,   0,   0,   0,   0,
+    },
+};
+
+/* One group's contribution: integer dots seeded with the correction, then
+ * scaled by weight and activation scales.  lanes masks a partial group. */
+T_VBMI static inline __m512 group_dot(__m512 acc, __m512i lo, __m512i hi, __m512 dw,
+                                      const uint8_t *act, int64_t t, __mmask16 lanes) {
+    const int8_t *alo = (const int8_t *)act, *ahi = alo + 16 * t;
+    const int32_t *corr = (const int32_t *)(ahi + 16 * t);
+    const float *ad = (const float *)(corr + 4 * t);
+    __m512i i;
+    __m512 d;
+    if (t == 4) {
+        i = _mm512_loadu_si512((const void *)corr);
+        i = _mm512_dpbusd_epi32(i, lo, _mm512_loadu_si512((const void *)alo));
+        i = _mm512_dpbusd_epi32(i, hi, _mm512_loadu_si512((const void *)ahi));
+        d = _mm512_mul_ps(dw, _mm512_loadu_ps(ad));
+    } else {
+        __mmask64 mb = byte_mask(16 * t);
+        i = _mm512_maskz_loadu_epi32(lanes, corr);
+        i = _mm512_dpbusd_epi32(i, lo, _mm512_maskz_loadu_epi8(mb, alo));
+        i = _mm512_dpbusd_epi32(i, hi, _mm512_maskz_loadu_epi8(mb, ahi));
+        d = _mm512_maskz_mul_ps(lanes, dw, _mm512_maskz_loadu_ps(lanes, ad));
+    }
+    return _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(i), acc);
+}
+
+T_VBMI float vec_dot_q4_0_q8x4_avx512(int64_t n, const void *w, const void *a) {
+    const uint8_t *x = w, *y = a;
+    const q8x4_indices *ix = &indices_q4_0;
+    const __m512i idx_qs = _mm512_loadu_si512(ix->qs), idx_d = _mm512_loadu_si512(ix->d);
+    const __m512i m0f = _mm512_set1_epi8(0x0f);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t nb = n / QK4_0;
+    for (int64_t b = 0; b < nb; b += 4) {
+        int64_t t = nb - b < 4 ? nb - b : 4;
+        const uint8_t *p = x + 18 * b;
+        _mm_prefetch((const char *)p + 2048, _MM_HINT_T0);
+        __m512i l0, l1;
+        if (t == 4) {
+            l0 = _mm512_loadu_si512((const void *)p);
+            l1 = _mm512_maskz_loadu_epi8(0xff, p + 64);
+        } else {
+            l0 = _mm512_maskz_loadu_epi8(byte_mask(18 * t), p);
+            l1 = _mm512_setzero_si512();
+        }
+        __m512i qs = _mm512_permutex2var_epi8(l0, idx_qs, l1);
+        __m512i lo = _mm512_and_si512(qs, m0f);
+        __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qs, 4), m0f);
+        __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi8(idx_d, l0)));
+        __mmask16 lanes = (__mmask16)((1u << (4 * t)) - 1);
+        if (b & 4) {
+            acc1 = group_dot(acc1, lo, hi, dw, y + 2 * 32 * b, t, lanes);
+        } else {
+            acc0 = group_dot(acc0, lo, hi, dw, y + 2 * 32 * b, t, lanes);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+T_VBMI float vec_dot_q8_0_q8x4_avx512(int64_t n, const void *w, const void *a) {
+    const uint8_t *x = w, *y = a;
+    const q8x4_indices *ix = &indices_q8_0;
+    const __m512i idx_qs = _mm512_loadu_si512(ix->qs), idx_d = _mm512_loadu_si512(ix->d);
+    const __m512i off = _mm512_set1_epi8((char)0x80);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t nb = n / QK8_0;
+    for (int64_t b = 0; b < nb; b += 4) {
+        int64_t t = nb - b < 4 ? nb - b : 4, bytes = 34 * t;
+        const uint8_t *p = x + 34 * b;
+        _mm_prefetch((const char *)p + 2048, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + 2048 + 64, _MM_HINT_T0);
+        /* Windows at 0 and 64 hold the first halves, at 16 and 80 the second. */
+        __m512i a0 = _mm512_maskz_loadu_epi8(byte_mask(bytes), p);
+        __m512i a1 = _mm512_maskz_loadu_epi8(byte_mask(bytes - 64), p + 64);
+        __m512i b0 = _mm512_maskz_loadu_epi8(byte_mask(bytes - 16), p + 16);
+        __m512i b1 = _mm512_maskz_loadu_epi8(byte_mask(bytes - 80), p + 80);
+        __m512i lo = _mm512_xor_si512(_mm512_permutex2var_epi8(a0, idx_qs, a1), off);
+        __m512i hi = _mm512_xor_si512(_mm512_permutex2var_epi8(b0, idx_qs, b1), off);
+        __m512 dw =
+            _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi8(a0, idx_d, a1)));
+        __mmask16 lanes = (__mmask16)((1u << (4 * t)) - 1);
+        if (b & 4) {
+            acc1 = group_dot(acc1, lo, hi, dw, y + 2 * 32 * b, t, lanes);
+        } else {
+            acc0 = group_dot(acc0, lo, hi, dw, y + 2 * 32 * b, t, lanes);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
 #endif /* x86-64 */

@@ -148,20 +148,11 @@ typedef struct attn_job {
     uint32_t layer;
 } attn_job;
 
-static float dot_f32(const float *a, const float *b, int n) {
-    float s = 0.0f;
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-static float dot_f16(const uint16_t *a, const uint16_t *b, int n) {
-    float s = 0.0f;
-    for (int i = 0; i < n; i++) s += hearth_fp16_to_f32(a[i]) * hearth_fp16_to_f32(b[i]);
-    return s;
-}
-
 /* One (token, head) pair: scores over the sequence's cached positions up to
- * the token's own, softmax, weighted sum of values into s.att. */
+ * the token's own, softmax, weighted sum of values into s.att.  With an F16
+ * cache the query and the softmax weights are rounded to f16 before they
+ * meet the cached keys and values (the reference's arithmetic); the dot and
+ * axpy kernels are the cache type's SIMD ones. */
 static void attend_one(attn_job *j, int ith, uint32_t t, uint32_t h) {
     hearth_context *ctx = j->ctx;
     const model_hparams *hp = &ctx->model->hp;
@@ -174,18 +165,20 @@ static void attend_one(attn_job *j, int ith, uint32_t t, uint32_t h) {
     float *scores = ctx->s.scores + (size_t)ith * kv->n_ctx;
     const float scale = 1.0f / sqrtf((float)hd);
     const bool f16 = kv->type == HEARTH_KV_F16;
+    const kernel_traits *kt = kernel_traits_get(f16 ? HEARTH_DTYPE_F16 : HEARTH_DTYPE_F32);
 
-    uint16_t *qh = ctx->s.qh + (size_t)ith * hd;
+    const void *qv = q;
     if (f16) {
-        for (int d = 0; d < hd; d++) qh[d] = hearth_f32_to_fp16(q[d]);
+        uint16_t *qh = ctx->s.qh + (size_t)ith * hd;
+        quantize_row_f16_ref(q, qh, hd);
+        qv = qh;
     }
+    const size_t k_stride = kv->k_row * kv->elem_bytes, v_stride = kv->v_row * kv->elem_bytes;
+    const uint8_t *k0 = kv->k + slot0 * k_stride + (size_t)kvh * hd * kv->elem_bytes;
+    const uint8_t *v0 = kv->v + slot0 * v_stride + (size_t)kvh * hdv * kv->elem_bytes;
     float max = -INFINITY;
     for (int32_t p = 0; p <= pos; p++) {
-        const uint8_t *krow =
-            kv->k + ((slot0 + (size_t)p) * kv->k_row + (size_t)kvh * hd) * kv->elem_bytes;
-        float s =
-            f16 ? dot_f16(qh, (const uint16_t *)krow, hd) : dot_f32(q, (const float *)krow, hd);
-        s *= scale;
+        float s = kt->vec_dot(hd, k0 + (size_t)p * k_stride, qv) * scale;
         scores[p] = s;
         if (s > max) max = s;
     }
@@ -199,16 +192,8 @@ static void attend_one(attn_job *j, int ith, uint32_t t, uint32_t h) {
     memset(out, 0, (size_t)hdv * sizeof *out);
     for (int32_t p = 0; p <= pos; p++) {
         float w = scores[p] * inv;
-        const uint8_t *vrow =
-            kv->v + ((slot0 + (size_t)p) * kv->v_row + (size_t)kvh * hdv) * kv->elem_bytes;
-        if (f16) {
-            w = hearth_fp16_to_f32(hearth_f32_to_fp16(w));
-            const uint16_t *v = (const uint16_t *)vrow;
-            for (int d = 0; d < hdv; d++) out[d] += w * hearth_fp16_to_f32(v[d]);
-        } else {
-            const float *v = (const float *)vrow;
-            for (int d = 0; d < hdv; d++) out[d] += w * v[d];
-        }
+        if (f16) w = hearth_fp16_to_f32(hearth_f32_to_fp16(w));
+        kt->axpy(hdv, w, v0 + (size_t)p * v_stride, out);
     }
 }
 
