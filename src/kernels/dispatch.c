@@ -179,13 +179,13 @@ static void build(void) {
             t->act_type = KERNEL_ACT_Q8X4_O8;
             t->quantize_act = quantize_row_q8x4_o8_avx512;
             t->vec_dot = vec_dot_q4_0_q8x4_avx512;
-            t->gemm = NULL;
+            t->gemm = gemm_q4_0_q8x4_avx512;
         }
         if ((t = entry(HEARTH_DTYPE_Q8_0))) {
             t->act_type = KERNEL_ACT_Q8X4_O128;
             t->quantize_act = quantize_row_q8x4_o128_avx512;
             t->vec_dot = vec_dot_q8_0_q8x4_avx512;
-            t->gemm = NULL;
+            t->gemm = gemm_q8_0_q8x4_avx512;
         }
     }
     if ((t = entry(HEARTH_DTYPE_F32))) {

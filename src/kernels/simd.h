@@ -82,6 +82,10 @@ void quantize_row_q8x4_o8_avx512(const float *x, void *y, int64_t n);
 void quantize_row_q8x4_o128_avx512(const float *x, void *y, int64_t n);
 float vec_dot_q4_0_q8x4_avx512(int64_t n, const void *w, const void *a);
 float vec_dot_q8_0_q8x4_avx512(int64_t n, const void *w, const void *a);
+void gemm_q4_0_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                           size_t a_stride, int nc, float *y, size_t y_stride);
+void gemm_q8_0_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                           size_t a_stride, int nc, float *y, size_t y_stride);
 void gemm_q4_0_q8a_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
                           size_t a_stride, int nc, float *y, size_t y_stride);
 void gemm_q8_0_q8a_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,

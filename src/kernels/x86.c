@@ -642,68 +642,169 @@ T_VBMI static inline __m512 group_dot(__m512 acc, __m512i lo, __m512i hi, __m512
     return _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(i), acc);
 }
 
-T_VBMI float vec_dot_q4_0_q8x4_avx512(int64_t n, const void *w, const void *a) {
-    const uint8_t *x = w, *y = a;
-    const q8x4_indices *ix = &indices_q4_0;
-    const __m512i idx_qs = _mm512_loadu_si512(ix->qs), idx_d = _mm512_loadu_si512(ix->d);
+/* A group of t (<= 4) weight blocks decoded for the dot: quants of each
+ * block's first and second halves as unsigned bytes, and the scales in the
+ * 4 lanes of each block. */
+typedef struct wgroup {
+    __m512i lo, hi;
+    __m512 dw;
+} wgroup;
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+T_VBMI static ALWAYS_INLINE wgroup decode_q4_0(const uint8_t *p, int64_t t) {
+    const __m512i idx_qs = _mm512_loadu_si512(indices_q4_0.qs);
+    const __m512i idx_d = _mm512_loadu_si512(indices_q4_0.d);
     const __m512i m0f = _mm512_set1_epi8(0x0f);
+    __m512i l0, l1;
+    if (t == 4) {
+        l0 = _mm512_loadu_si512((const void *)p);
+        l1 = _mm512_maskz_loadu_epi8(0xff, p + 64);
+    } else {
+        l0 = _mm512_maskz_loadu_epi8(byte_mask(18 * t), p);
+        l1 = _mm512_setzero_si512();
+    }
+    __m512i qs = _mm512_permutex2var_epi8(l0, idx_qs, l1);
+    wgroup g;
+    g.lo = _mm512_and_si512(qs, m0f);
+    g.hi = _mm512_and_si512(_mm512_srli_epi16(qs, 4), m0f);
+    g.dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi8(idx_d, l0)));
+    return g;
+}
+
+T_VBMI static ALWAYS_INLINE wgroup decode_q8_0(const uint8_t *p, int64_t t) {
+    const __m512i idx_qs = _mm512_loadu_si512(indices_q8_0.qs);
+    const __m512i idx_d = _mm512_loadu_si512(indices_q8_0.d);
+    const __m512i off = _mm512_set1_epi8((char)0x80);
+    int64_t bytes = 34 * t;
+    /* Windows at 0 and 64 hold the first halves, at 16 and 80 the second. */
+    __m512i a0 = _mm512_maskz_loadu_epi8(byte_mask(bytes), p);
+    __m512i a1 = _mm512_maskz_loadu_epi8(byte_mask(bytes - 64), p + 64);
+    __m512i b0 = _mm512_maskz_loadu_epi8(byte_mask(bytes - 16), p + 16);
+    __m512i b1 = _mm512_maskz_loadu_epi8(byte_mask(bytes - 80), p + 80);
+    wgroup g;
+    g.lo = _mm512_xor_si512(_mm512_permutex2var_epi8(a0, idx_qs, a1), off);
+    g.hi = _mm512_xor_si512(_mm512_permutex2var_epi8(b0, idx_qs, b1), off);
+    g.dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi8(a0, idx_d, a1)));
+    return g;
+}
+
+/* Dot of one weight row (block size bs bytes: 18 Q4_0, 34 Q8_0) with one
+ * activation row. */
+T_VBMI static ALWAYS_INLINE float dot_q8x4(int64_t n, const uint8_t *x, const uint8_t *y, int bs) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t nb = n / QK4_0;
+    int64_t nb = n / 32;
     for (int64_t b = 0; b < nb; b += 4) {
         int64_t t = nb - b < 4 ? nb - b : 4;
-        const uint8_t *p = x + 18 * b;
+        const uint8_t *p = x + bs * b;
         _mm_prefetch((const char *)p + 2048, _MM_HINT_T0);
-        __m512i l0, l1;
-        if (t == 4) {
-            l0 = _mm512_loadu_si512((const void *)p);
-            l1 = _mm512_maskz_loadu_epi8(0xff, p + 64);
-        } else {
-            l0 = _mm512_maskz_loadu_epi8(byte_mask(18 * t), p);
-            l1 = _mm512_setzero_si512();
-        }
-        __m512i qs = _mm512_permutex2var_epi8(l0, idx_qs, l1);
-        __m512i lo = _mm512_and_si512(qs, m0f);
-        __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qs, 4), m0f);
-        __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi8(idx_d, l0)));
+        if (bs > 32) _mm_prefetch((const char *)p + 2048 + 64, _MM_HINT_T0);
+        wgroup g = bs == 18 ? decode_q4_0(p, t) : decode_q8_0(p, t);
         __mmask16 lanes = (__mmask16)((1u << (4 * t)) - 1);
         if (b & 4) {
-            acc1 = group_dot(acc1, lo, hi, dw, y + 2 * 32 * b, t, lanes);
+            acc1 = group_dot(acc1, g.lo, g.hi, g.dw, y + 64 * b, t, lanes);
         } else {
-            acc0 = group_dot(acc0, lo, hi, dw, y + 2 * 32 * b, t, lanes);
+            acc0 = group_dot(acc0, g.lo, g.hi, g.dw, y + 64 * b, t, lanes);
         }
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+T_VBMI float vec_dot_q4_0_q8x4_avx512(int64_t n, const void *w, const void *a) {
+    return dot_q8x4(n, w, a, 18);
+}
+
 T_VBMI float vec_dot_q8_0_q8x4_avx512(int64_t n, const void *w, const void *a) {
-    const uint8_t *x = w, *y = a;
-    const q8x4_indices *ix = &indices_q8_0;
-    const __m512i idx_qs = _mm512_loadu_si512(ix->qs), idx_d = _mm512_loadu_si512(ix->d);
-    const __m512i off = _mm512_set1_epi8((char)0x80);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t nb = n / QK8_0;
-    for (int64_t b = 0; b < nb; b += 4) {
-        int64_t t = nb - b < 4 ? nb - b : 4, bytes = 34 * t;
-        const uint8_t *p = x + 34 * b;
-        _mm_prefetch((const char *)p + 2048, _MM_HINT_T0);
-        _mm_prefetch((const char *)p + 2048 + 64, _MM_HINT_T0);
-        /* Windows at 0 and 64 hold the first halves, at 16 and 80 the second. */
-        __m512i a0 = _mm512_maskz_loadu_epi8(byte_mask(bytes), p);
-        __m512i a1 = _mm512_maskz_loadu_epi8(byte_mask(bytes - 64), p + 64);
-        __m512i b0 = _mm512_maskz_loadu_epi8(byte_mask(bytes - 16), p + 16);
-        __m512i b1 = _mm512_maskz_loadu_epi8(byte_mask(bytes - 80), p + 80);
-        __m512i lo = _mm512_xor_si512(_mm512_permutex2var_epi8(a0, idx_qs, a1), off);
-        __m512i hi = _mm512_xor_si512(_mm512_permutex2var_epi8(b0, idx_qs, b1), off);
-        __m512 dw =
-            _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi8(a0, idx_d, a1)));
-        __mmask16 lanes = (__mmask16)((1u << (4 * t)) - 1);
-        if (b & 4) {
-            acc1 = group_dot(acc1, lo, hi, dw, y + 2 * 32 * b, t, lanes);
-        } else {
-            acc0 = group_dot(acc0, lo, hi, dw, y + 2 * 32 * b, t, lanes);
-        }
+    return dot_q8x4(n, w, a, 34);
+}
+
+/* group_dot for a full group (4 blocks), without masks. */
+T_VBMI static ALWAYS_INLINE __m512 group_dot4(__m512 acc, wgroup g, const uint8_t *act) {
+    __m512i i = _mm512_loadu_si512((const void *)(act + 128));
+    i = _mm512_dpbusd_epi32(i, g.lo, _mm512_loadu_si512((const void *)act));
+    i = _mm512_dpbusd_epi32(i, g.hi, _mm512_loadu_si512((const void *)(act + 64)));
+    __m512 d = _mm512_mul_ps(g.dw, _mm512_loadu_ps((const float *)(act + 192)));
+    return _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(i), acc);
+}
+
+/* Prefill tile: 2 weight rows by 4 activation rows, accumulators in
+ * registers.  Each weight group is decoded once for the 4 tokens and each
+ * token's activation group is read once for the 2 rows.  Rows or tokens
+ * past nr / nc repeat the last one and their results are dropped. */
+T_VBMI static ALWAYS_INLINE void tile_q8x4(int64_t n, const uint8_t *w, size_t w_stride, int nr,
+                                           const uint8_t *a, size_t a_stride, int nc, float *y,
+                                           size_t y_stride, int bs) {
+    const uint8_t *r0 = w, *r1 = nr > 1 ? w + w_stride : w;
+    const uint8_t *c0 = a, *c1 = a + (nc > 1 ? a_stride : 0);
+    const uint8_t *c2 = a + (nc > 2 ? 2 * a_stride : 0), *c3 = a + (nc > 3 ? 3 * a_stride : 0);
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
+    __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    int64_t nb = n / 32, b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        wgroup g0 = bs == 18 ? decode_q4_0(r0 + bs * b, 4) : decode_q8_0(r0 + bs * b, 4);
+        wgroup g1 = bs == 18 ? decode_q4_0(r1 + bs * b, 4) : decode_q8_0(r1 + bs * b, 4);
+        int64_t o = 64 * b;
+        a00 = group_dot4(a00, g0, c0 + o);
+        a10 = group_dot4(a10, g1, c0 + o);
+        a01 = group_dot4(a01, g0, c1 + o);
+        a11 = group_dot4(a11, g1, c1 + o);
+        a02 = group_dot4(a02, g0, c2 + o);
+        a12 = group_dot4(a12, g1, c2 + o);
+        a03 = group_dot4(a03, g0, c3 + o);
+        a13 = group_dot4(a13, g1, c3 + o);
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    if (b < nb) { /* a partial last group */
+        int64_t t = nb - b, o = 64 * b;
+        __mmask16 lanes = (__mmask16)((1u << (4 * t)) - 1);
+        wgroup g0 = bs == 18 ? decode_q4_0(r0 + bs * b, t) : decode_q8_0(r0 + bs * b, t);
+        wgroup g1 = bs == 18 ? decode_q4_0(r1 + bs * b, t) : decode_q8_0(r1 + bs * b, t);
+        a00 = group_dot(a00, g0.lo, g0.hi, g0.dw, c0 + o, t, lanes);
+        a10 = group_dot(a10, g1.lo, g1.hi, g1.dw, c0 + o, t, lanes);
+        a01 = group_dot(a01, g0.lo, g0.hi, g0.dw, c1 + o, t, lanes);
+        a11 = group_dot(a11, g1.lo, g1.hi, g1.dw, c1 + o, t, lanes);
+        a02 = group_dot(a02, g0.lo, g0.hi, g0.dw, c2 + o, t, lanes);
+        a12 = group_dot(a12, g1.lo, g1.hi, g1.dw, c2 + o, t, lanes);
+        a03 = group_dot(a03, g0.lo, g0.hi, g0.dw, c3 + o, t, lanes);
+        a13 = group_dot(a13, g1.lo, g1.hi, g1.dw, c3 + o, t, lanes);
+    }
+    float out[2][4] = {
+        {_mm512_reduce_add_ps(a00), _mm512_reduce_add_ps(a01), _mm512_reduce_add_ps(a02),
+         _mm512_reduce_add_ps(a03)},
+        {_mm512_reduce_add_ps(a10), _mm512_reduce_add_ps(a11), _mm512_reduce_add_ps(a12),
+         _mm512_reduce_add_ps(a13)},
+    };
+    for (int c = 0; c < nc; c++) {
+        for (int r = 0; r < nr; r++) y[c * y_stride + r] = out[r][c];
+    }
+}
+
+/* Any tile up to 4 x 4 as 2-row strips. */
+T_VBMI static void gemm_q4_0_strips(int64_t n, const void *w, size_t w_stride, int nr,
+                                    const void *a, size_t a_stride, int nc, float *y,
+                                    size_t y_stride) {
+    for (int r = 0; r < nr; r += 2) {
+        tile_q8x4(n, (const uint8_t *)w + (size_t)r * w_stride, w_stride, nr - r < 2 ? nr - r : 2,
+                  a, a_stride, nc, y + r, y_stride, 18);
+    }
+}
+
+T_VBMI static void gemm_q8_0_strips(int64_t n, const void *w, size_t w_stride, int nr,
+                                    const void *a, size_t a_stride, int nc, float *y,
+                                    size_t y_stride) {
+    for (int r = 0; r < nr; r += 2) {
+        tile_q8x4(n, (const uint8_t *)w + (size_t)r * w_stride, w_stride, nr - r < 2 ? nr - r : 2,
+                  a, a_stride, nc, y + r, y_stride, 34);
+    }
+}
+
+void gemm_q4_0_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                           size_t a_stride, int nc, float *y, size_t y_stride) {
+    gemm_q4_0_strips(n, w, w_stride, nr, a, a_stride, nc, y, y_stride);
+}
+
+void gemm_q8_0_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                           size_t a_stride, int nc, float *y, size_t y_stride) {
+    gemm_q8_0_strips(n, w, w_stride, nr, a, a_stride, nc, y, y_stride);
 }
 
 #endif /* x86-64 */
