@@ -91,48 +91,86 @@ static void act_convert(hearth_context *ctx, const weight *w, const float *x, in
     }
 }
 
-typedef struct matmul_job {
+/* Several matrix products run as one parallel job (Q, K and V; gate and
+ * up), so the threads meet once instead of once per matrix.  The rows of
+ * all tasks form one range split among the threads in units of 4 rows. */
+#define MM_MAX_TASKS 4
+
+typedef struct mm_task {
     const weight *w;
-    const uint8_t *act;
+    const uint8_t *act; /* (n_tok, stride) activations in w's act type */
     size_t stride;
     float *y; /* (n_tok, w->ne1) */
     int64_t n_tok;
-} matmul_job;
+} mm_task;
 
-static void matmul_worker(void *arg, int ith, int nth) {
-    matmul_job *j = arg;
-    const weight *w = j->w;
+typedef struct mm_job {
+    mm_task t[MM_MAX_TASKS];
+    int n;
+    int64_t units[MM_MAX_TASKS + 1]; /* prefix sums of each task's 4-row units */
+} mm_job;
+
+/* Rows [r0, r1) of one task. */
+static void mm_rows(const mm_task *t, int64_t r0, int64_t r1) {
+    const weight *w = t->w;
     const uint8_t *base = w->data;
-    if (j->n_tok >= 2 && w->kt->gemm) {
-        /* Prefill: 4x4 tiles, each thread a range of whole 4-row groups.
-         * A group's rows stay in cache while every token passes over them. */
-        int64_t b, e;
-        threadpool_split((w->ne1 + 3) / 4, ith, nth, &b, &e);
-        for (int64_t r = b * 4; r < e * 4 && r < w->ne1; r += 4) {
-            int nr = (int)(w->ne1 - r < 4 ? w->ne1 - r : 4);
-            for (int64_t t = 0; t < j->n_tok; t += 4) {
-                int nc = (int)(j->n_tok - t < 4 ? j->n_tok - t : 4);
+    if (t->n_tok >= 2 && w->kt->gemm) {
+        /* Prefill: tiles of 4 rows x 4 tokens; a group of rows stays in
+         * cache while every token passes over it. */
+        for (int64_t r = r0; r < r1; r += 4) {
+            int nr = (int)(r1 - r < 4 ? r1 - r : 4);
+            for (int64_t k = 0; k < t->n_tok; k += 4) {
+                int nc = (int)(t->n_tok - k < 4 ? t->n_tok - k : 4);
                 w->kt->gemm(w->ne0, base + (uint64_t)r * w->row_bytes, w->row_bytes, nr,
-                            j->act + t * j->stride, j->stride, nc, j->y + t * w->ne1 + r,
+                            t->act + k * t->stride, t->stride, nc, t->y + k * w->ne1 + r,
                             (size_t)w->ne1);
             }
         }
         return;
     }
-    int64_t b, e;
-    threadpool_split(w->ne1, ith, nth, &b, &e);
-    for (int64_t r = b; r < e; r++) {
+    for (int64_t r = r0; r < r1; r++) {
         const void *row = base + (uint64_t)r * w->row_bytes;
-        for (int64_t t = 0; t < j->n_tok; t++) {
-            j->y[t * w->ne1 + r] = w->kt->vec_dot(w->ne0, row, j->act + t * j->stride);
+        for (int64_t k = 0; k < t->n_tok; k++) {
+            t->y[k * w->ne1 + r] = w->kt->vec_dot(w->ne0, row, t->act + k * t->stride);
         }
     }
 }
 
+static void mm_worker(void *arg, int ith, int nth) {
+    mm_job *j = arg;
+    int64_t b, e;
+    threadpool_split(j->units[j->n], ith, nth, &b, &e);
+    for (int i = 0; i < j->n && b < e; i++) {
+        int64_t lo = j->units[i], hi = j->units[i + 1];
+        if (e <= lo || b >= hi) continue;
+        int64_t u0 = b > lo ? b : lo, u1 = e < hi ? e : hi;
+        int64_t rows = j->t[i].w->ne1;
+        int64_t r0 = (u0 - lo) * 4, r1 = (u1 - lo) * 4 < rows ? (u1 - lo) * 4 : rows;
+        mm_rows(&j->t[i], r0, r1);
+    }
+}
+
+static void mm_add(mm_job *j, const weight *w, const uint8_t *act, size_t stride, float *y,
+                   int64_t n_tok) {
+    mm_task *t = &j->t[j->n];
+    t->w = w;
+    t->act = act;
+    t->stride = stride;
+    t->y = y;
+    t->n_tok = n_tok;
+    j->units[j->n + 1] = j->units[j->n] + (w->ne1 + 3) / 4;
+    j->n++;
+}
+
+static void mm_run(hearth_context *ctx, mm_job *j) {
+    threadpool_run(ctx->pool, mm_worker, j);
+}
+
 /* Multiplies by w the activations already converted into ctx->s.act. */
 static void matmul_act(hearth_context *ctx, const weight *w, float *y, int64_t n_tok) {
-    matmul_job j = {w, ctx->s.act, ctx->act_row_bytes, y, n_tok};
-    threadpool_run(ctx->pool, matmul_worker, &j);
+    mm_job j = {.n = 0};
+    mm_add(&j, w, ctx->s.act, ctx->act_row_bytes, y, n_tok);
+    mm_run(ctx, &j);
 }
 
 void matmul(hearth_context *ctx, const weight *w, const float *x, float *y, int64_t n_tok) {
@@ -251,10 +289,16 @@ static void head_norm(float *x, const weight *w, int n_heads, float eps) {
 static void swiglu_ffn(hearth_context *ctx, const weight *gate, const weight *up,
                        const weight *down, const float *x, float *g, float *u, float *out,
                        int64_t n) {
-    act_convert(ctx, gate, x, n);
-    matmul_act(ctx, gate, g, n);
-    if (up->kt->act_type != gate->kt->act_type) act_convert(ctx, up, x, n);
-    matmul_act(ctx, up, u, n);
+    if (up->kt->act_type == gate->kt->act_type) {
+        act_convert(ctx, gate, x, n);
+        mm_job j = {.n = 0};
+        mm_add(&j, gate, ctx->s.act, ctx->act_row_bytes, g, n);
+        mm_add(&j, up, ctx->s.act, ctx->act_row_bytes, u, n);
+        mm_run(ctx, &j);
+    } else {
+        matmul(ctx, gate, x, g, n);
+        matmul(ctx, up, x, u, n);
+    }
     for (int64_t i = 0; i < n * gate->ne1; i++) g[i] = silu(g[i]) * u[i];
     matmul(ctx, down, g, out, n);
 }
@@ -355,13 +399,20 @@ void model_forward(hearth_context *ctx, const hearth_batch *batch) {
         for (int64_t t = 0; t < n; t++) {
             rmsnorm(s->xb + t * e, s->x + t * e, l->attn_norm.data, e, hp->norm_eps);
         }
-        /* Q, K and V share one conversion of the input when their types agree. */
-        act_convert(ctx, &l->wq, s->xb, n);
-        matmul_act(ctx, &l->wq, s->q, n);
-        if (l->wk.kt->act_type != l->wq.kt->act_type) act_convert(ctx, &l->wk, s->xb, n);
-        matmul_act(ctx, &l->wk, s->k, n);
-        if (l->wv.kt->act_type != l->wk.kt->act_type) act_convert(ctx, &l->wv, s->xb, n);
-        matmul_act(ctx, &l->wv, s->v, n);
+        /* Q, K and V in one job when they share an activation type (the
+         * usual case); otherwise one at a time. */
+        if (l->wk.kt->act_type == l->wq.kt->act_type && l->wv.kt->act_type == l->wq.kt->act_type) {
+            act_convert(ctx, &l->wq, s->xb, n);
+            mm_job j = {.n = 0};
+            mm_add(&j, &l->wq, s->act, ctx->act_row_bytes, s->q, n);
+            mm_add(&j, &l->wk, s->act, ctx->act_row_bytes, s->k, n);
+            mm_add(&j, &l->wv, s->act, ctx->act_row_bytes, s->v, n);
+            mm_run(ctx, &j);
+        } else {
+            matmul(ctx, &l->wq, s->xb, s->q, n);
+            matmul(ctx, &l->wk, s->xb, s->k, n);
+            matmul(ctx, &l->wv, s->xb, s->v, n);
+        }
         add_bias(s->q, &l->bq, n);
         add_bias(s->k, &l->bk, n);
         add_bias(s->v, &l->bv, n);
