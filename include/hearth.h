@@ -113,6 +113,8 @@ void hearth_tokenizer_free(hearth_tokenizer *tok);
 int32_t hearth_tokenizer_n_vocab(const hearth_tokenizer *tok);
 hearth_token hearth_tokenizer_bos(const hearth_tokenizer *tok); /* -1 when none */
 hearth_token hearth_tokenizer_eos(const hearth_tokenizer *tok); /* -1 when none */
+/* Bytes of the longest token text of the vocabulary. */
+size_t hearth_tokenizer_max_piece(const hearth_tokenizer *tok);
 /* True for tokens that end a generation (EOS, EOT, <|im_end|> …). */
 bool hearth_tokenizer_is_eog(const hearth_tokenizer *tok, hearth_token id);
 
@@ -137,16 +139,16 @@ hearth_status hearth_detokenize(const hearth_tokenizer *tok, const hearth_token 
  * before the first token of a sequence. */
 typedef struct hearth_detok {
     unsigned flags;
-    bool at_start;      /* no text emitted yet: strip the dummy-prefix space */
+    bool started;       /* text was emitted (or given) already: keep leading spaces */
     uint8_t pending[8]; /* bytes of an unfinished UTF-8 character */
     uint32_t n_pending;
 } hearth_detok;
 
 void hearth_detok_reset(hearth_detok *d, unsigned flags);
 /* Appends the text of id to out (at most cap bytes); returns the number of
- * bytes written.  cap >= 64 always suffices for one token's complete text
- * plus pending bytes up to the longest token of the vocabulary; a token
- * longer than cap is cut (never mid-character). */
+ * bytes written.  A cap of 3 x hearth_tokenizer_max_piece(tok) + 8 always
+ * holds a token's text with pending bytes (invalid bytes grow to U+FFFD);
+ * text beyond cap is cut, never mid-character. */
 size_t hearth_detok_push(hearth_detok *d, const hearth_tokenizer *tok, hearth_token id, char *out,
                          size_t cap);
 /* Emits what is pending at the end of a stream (invalid bytes become U+FFFD). */

@@ -254,6 +254,7 @@ int cli_run(int argc, char **argv) {
     hearth_sampler *smp = NULL;
     hearth_token *ids = NULL;
     int32_t *pos_buf = NULL, *seq_buf = NULL;
+    char *piece = NULL;
     rc = 1;
 
     hearth_model_params mp = hearth_model_default_params();
@@ -273,20 +274,25 @@ int cli_run(int argc, char **argv) {
     cp.kv_type = o.kv_type;
     cp.n_batch = cp.n_ctx < 512 ? cp.n_ctx : 512;
 
-    /* Encode the prompt; the context bounds how many ids can be useful. */
-    size_t n_prompt = 0, cap = prompt_len + 8;
-    ids = malloc(((size_t)cp.n_ctx + cap) * sizeof *ids);
-    if (!ids) {
-        cli_error("out of memory for a prompt of %zu bytes", prompt_len);
-        goto out;
+    /* Count the prompt's tokens first, then encode into room for the prompt
+     * and the whole context. */
+    size_t n_prompt = 0;
+    hearth_status st = hearth_tokenize(tok, prompt, prompt_len, HEARTH_TOKENIZE_ADD_SPECIAL, NULL,
+                                       0, &n_prompt, &err);
+    if (st == HEARTH_ERR_BUFFER_TOO_SMALL) {
+        ids = malloc((n_prompt + (size_t)cp.n_ctx) * sizeof *ids);
+        if (!ids) {
+            cli_error("out of memory for a prompt of %zu tokens", n_prompt);
+            goto out;
+        }
+        st = hearth_tokenize(tok, prompt, prompt_len, HEARTH_TOKENIZE_ADD_SPECIAL, ids, n_prompt,
+                             &n_prompt, &err);
     }
-    hearth_status st = hearth_tokenize(tok, prompt, prompt_len, HEARTH_TOKENIZE_ADD_SPECIAL, ids,
-                                       cap, &n_prompt, &err);
     if (st != HEARTH_OK) {
         cli_error("cannot tokenize the prompt: %s", err.msg);
         goto out;
     }
-    if (n_prompt == 0) {
+    if (n_prompt == 0 || !ids) {
         cli_error("the prompt is empty and the model has no BOS token to start from");
         goto out;
     }
@@ -331,12 +337,17 @@ int cli_run(int argc, char **argv) {
     hearth_detok dt;
     hearth_detok_reset(&dt, 0);
     /* The prompt text was printed as given, so generated text continues it. */
-    if (prompt_len > 0) dt.at_start = false;
+    if (prompt_len > 0) dt.started = true;
 
     hearth_token *gen = ids + n_prompt;
     size_t n_gen = 0;
     size_t limit = o.n_predict < 0 ? SIZE_MAX : (size_t)o.n_predict;
-    char piece[256];
+    size_t piece_cap = 3 * hearth_tokenizer_max_piece(tok) + 8;
+    piece = malloc(piece_cap);
+    if (!piece) {
+        cli_error("out of memory");
+        goto out;
+    }
     t0 = now_s();
     while (n_gen < limit) {
         hearth_token next = hearth_sampler_sample(smp, hearth_get_logits(ctx, last));
@@ -344,7 +355,7 @@ int cli_run(int argc, char **argv) {
         hearth_sampler_accept(smp, next);
         gen[n_gen++] = next;
         if (!o.ids) {
-            size_t len = hearth_detok_push(&dt, tok, next, piece, sizeof piece);
+            size_t len = hearth_detok_push(&dt, tok, next, piece, piece_cap);
             fwrite(piece, 1, len, stdout);
             fflush(stdout);
         }
@@ -360,7 +371,7 @@ int cli_run(int argc, char **argv) {
     if (o.ids) {
         print_ids(gen, n_gen);
     } else {
-        size_t len = hearth_detok_flush(&dt, piece, sizeof piece);
+        size_t len = hearth_detok_flush(&dt, piece, piece_cap);
         fwrite(piece, 1, len, stdout);
         putchar('\n');
     }
@@ -372,6 +383,7 @@ int cli_run(int argc, char **argv) {
             t_gen * 1e3, t_gen > 0 ? (double)n_gen / t_gen : 0.0);
     rc = 0;
 out:
+    free(piece);
     free(pos_buf);
     free(seq_buf);
     free(ids);

@@ -768,8 +768,13 @@ int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i) {
     gguf_type t = kv->v.arr.type;
     scalar_decode(t, kv->v.arr.data + i * gguf_type_size(t), &tmp);
     if (type_is_signed(t)) return tmp.v.i64;
-    if (t == GGUF_TYPE_FLOAT32 || t == GGUF_TYPE_FLOAT64) return (int64_t)tmp.v.f64;
-    return (int64_t)tmp.v.u64;
+    if (t == GGUF_TYPE_FLOAT32 || t == GGUF_TYPE_FLOAT64) {
+        /* Hostile floats (NaN, huge) must not reach an undefined cast. */
+        double f = tmp.v.f64;
+        if (!(f > -9.2e18 && f < 9.2e18)) return 0;
+        return (int64_t)f;
+    }
+    return tmp.v.u64 > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)tmp.v.u64;
 }
 
 double gguf_arr_f64(const gguf_kv *kv, uint64_t i) {
