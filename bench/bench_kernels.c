@@ -56,7 +56,8 @@ static void matvec_worker(void *arg, int ith, int nth) {
     matvec_job *j = arg;
     int64_t b, e;
     threadpool_split(j->rows, ith, nth, &b, &e);
-    for (int64_t r = b; r < e; r++) j->y[r] = j->kt->vec_dot(j->cols, j->w + r * j->row_bytes, j->act);
+    for (int64_t r = b; r < e; r++)
+        j->y[r] = j->kt->vec_dot(j->cols, j->w + r * j->row_bytes, j->act);
 }
 
 int main(int argc, char **argv) {
@@ -99,7 +100,7 @@ int main(int argc, char **argv) {
     printf("threads %d, memory read bandwidth %.1f GB/s\n", threads, bw);
     printf("%-6s %10s %10s %9s %8s\n", "type", "MB", "ms/matvec", "GB/s", "of peak");
 
-    uint32_t types[] = {HEARTH_DTYPE_F32, HEARTH_DTYPE_F16, HEARTH_DTYPE_BF16, HEARTH_DTYPE_Q8_0,
+    uint32_t types[] = {HEARTH_DTYPE_F32,  HEARTH_DTYPE_F16,  HEARTH_DTYPE_BF16, HEARTH_DTYPE_Q8_0,
                         HEARTH_DTYPE_Q4_0, HEARTH_DTYPE_Q6_K, HEARTH_DTYPE_Q5_K, HEARTH_DTYPE_Q4_K};
     float *x = malloc((size_t)cols * sizeof *x);
     float *y = malloc((size_t)rows * sizeof *y);
@@ -116,7 +117,8 @@ int main(int argc, char **argv) {
         if (!w) return 1;
         /* Weights: the same random-looking row quantized per type (fills memory). */
         for (int64_t r = 0; r < rows; r++) {
-            for (int64_t i = 0; i < cols; i++) row[i] = (float)(((r + 1) * (i + 3)) % 997) / 997.0f - 0.5f;
+            for (int64_t i = 0; i < cols; i++)
+                row[i] = (float)(((r + 1) * (i + 3)) % 997) / 997.0f - 0.5f;
             const kernel_traits *kq = kernel_traits_get(types[t]);
             if (types[t] == HEARTH_DTYPE_Q4_0) {
                 quantize_row_q4_0_ref(row, w + r * row_bytes, cols);
