@@ -17,7 +17,21 @@
 
 #include "util/error.h"
 
-#define THREADPOOL_SPIN 20000 /* polls before a worker goes to sleep */
+#define THREADPOOL_PAUSE 4096  /* busy polls before yielding the core */
+#define THREADPOOL_SPIN  20000 /* polls in all before a worker goes to sleep */
+
+/* One poll's wait: a pause hint while spinning briefly, then yielding, so
+ * back-to-back jobs start within nanoseconds but an oversubscribed machine
+ * is not starved. */
+static inline void poll_wait(int spins) {
+    if (spins < THREADPOOL_PAUSE) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    } else {
+        sched_yield();
+    }
+}
 
 typedef struct worker {
     threadpool *pool;
@@ -48,7 +62,7 @@ static void *worker_main(void *arg) {
         while ((gen = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
                !atomic_load_explicit(&p->stop, memory_order_acquire)) {
             if (++spins < THREADPOOL_SPIN) {
-                sched_yield();
+                poll_wait(spins);
                 continue;
             }
             pthread_mutex_lock(&p->mutex);
@@ -132,7 +146,9 @@ void threadpool_run(threadpool *p, threadpool_fn fn, void *ctx) {
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mutex);
     fn(ctx, 0, p->n_threads);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) != 0) sched_yield();
+    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) != 0; spins++) {
+        poll_wait(spins);
+    }
 }
 
 void threadpool_split(int64_t n, int ith, int nth, int64_t *begin, int64_t *end) {
