@@ -208,7 +208,7 @@ static void attend_one(attn_job *j, int ith, uint32_t t, uint32_t h) {
     const void *qv = q;
     if (f16) {
         uint16_t *qh = ctx->s.qh + (size_t)ith * hd;
-        quantize_row_f16_ref(q, qh, hd);
+        kt->quantize_act(q, qh, hd);
         qv = qh;
     }
     const size_t k_stride = kv->k_row * kv->elem_bytes, v_stride = kv->v_row * kv->elem_bytes;
@@ -245,9 +245,10 @@ static void attn_worker(void *arg, int ith, int nth) {
 }
 
 /* Writes the batch's keys and values of one layer into the cache. */
-static void kv_store(hearth_context *ctx, const hearth_batch *batch, uint32_t layer) {
+static void kv_store(hearth_context *ctx, const hearth_batch *batch, uint32_t layer, int64_t t0,
+                     int64_t t1) {
     kv_cache *kv = &ctx->kv;
-    for (uint32_t t = 0; t < batch->n; t++) {
+    for (int64_t t = t0; t < t1; t++) {
         size_t slot =
             ((size_t)layer * kv->n_seq + (size_t)batch->seq[t]) * kv->n_ctx + (size_t)batch->pos[t];
         const float *k = ctx->s.k + (size_t)t * kv->k_row;
@@ -284,6 +285,20 @@ static void head_norm(float *x, const weight *w, int n_heads, float eps) {
     }
 }
 
+/* g = silu(g) * u over n rows of width w, split across threads by rows. */
+typedef struct glu_job {
+    float *g;
+    const float *u;
+    int64_t w, n;
+} glu_job;
+
+static void glu_worker(void *arg, int ith, int nth) {
+    glu_job *j = arg;
+    int64_t b, e;
+    threadpool_split(j->n, ith, nth, &b, &e);
+    for (int64_t i = b * j->w; i < e * j->w; i++) j->g[i] = silu(j->g[i]) * j->u[i];
+}
+
 /* out = down(silu(gate(x)) * up(x)) for n rows; g and u are scratch of
  * (n, gate->ne1). */
 static void swiglu_ffn(hearth_context *ctx, const weight *gate, const weight *up,
@@ -299,7 +314,12 @@ static void swiglu_ffn(hearth_context *ctx, const weight *gate, const weight *up
         matmul(ctx, gate, x, g, n);
         matmul(ctx, up, x, u, n);
     }
-    for (int64_t i = 0; i < n * gate->ne1; i++) g[i] = silu(g[i]) * u[i];
+    glu_job gj = {g, u, gate->ne1, n};
+    if (n == 1) {
+        glu_worker(&gj, 0, 1);
+    } else {
+        threadpool_run(ctx->pool, glu_worker, &gj);
+    }
     matmul(ctx, down, g, out, n);
 }
 
@@ -376,6 +396,100 @@ static void moe_ffn(hearth_context *ctx, const layer_weights *l, int64_t n) {
     }
 }
 
+/* ---------------------------------------------------------------- token stages */
+
+/* The per-token work between matrix products (norms, RoPE, cache writes,
+ * residual adds) runs split across the threads by tokens, so prefill does
+ * not leave the pool idle while one thread walks the batch. */
+typedef struct stage_job {
+    hearth_context *ctx;
+    const hearth_batch *batch;
+    const layer_weights *l;
+    uint32_t il;
+    void (*fn)(const struct stage_job *j, int64_t t0, int64_t t1);
+} stage_job;
+
+static void stage_worker(void *arg, int ith, int nth) {
+    stage_job *j = arg;
+    int64_t b, e;
+    threadpool_split(j->batch->n, ith, nth, &b, &e);
+    if (b < e) j->fn(j, b, e);
+}
+
+static void run_stage(stage_job *j, void (*fn)(const stage_job *, int64_t, int64_t)) {
+    j->fn = fn;
+    if (j->batch->n == 1) {
+        fn(j, 0, 1);
+    } else {
+        threadpool_run(j->ctx->pool, stage_worker, j);
+    }
+}
+
+/* Embedding rows and the RoPE angles of each token's position. */
+static void stage_embed(const stage_job *j, int64_t t0, int64_t t1) {
+    const hearth_model *m = j->ctx->model;
+    const model_hparams *hp = &m->hp;
+    forward_scratch *s = &j->ctx->s;
+    const int64_t e = hp->n_embd;
+    const int half = (int)hp->n_rot / 2;
+    for (int64_t t = t0; t < t1; t++) {
+        const uint8_t *row = (const uint8_t *)m->token_embd.data +
+                             (uint64_t)j->batch->tokens[t] * m->token_embd.row_bytes;
+        m->token_embd.kt->dequantize(row, s->x + t * e, e);
+        rope_angles(s->rope_cos + t * half, s->rope_sin + t * half, j->batch->pos[t],
+                    (int)hp->n_rot, hp->rope_base);
+    }
+}
+
+static void stage_attn_norm(const stage_job *j, int64_t t0, int64_t t1) {
+    const model_hparams *hp = &j->ctx->model->hp;
+    forward_scratch *s = &j->ctx->s;
+    const int64_t e = hp->n_embd;
+    for (int64_t t = t0; t < t1; t++) {
+        rmsnorm(s->xb + t * e, s->x + t * e, j->l->attn_norm.data, e, hp->norm_eps);
+    }
+}
+
+/* Biases, q/k norms and RoPE, then the keys and values into the cache. */
+static void stage_qk(const stage_job *j, int64_t t0, int64_t t1) {
+    const model_hparams *hp = &j->ctx->model->hp;
+    forward_scratch *s = &j->ctx->s;
+    const layer_weights *l = j->l;
+    const int nq = (int)(hp->n_head * hp->head_dim), nk = (int)(hp->n_head_kv * hp->head_dim);
+    const int nv = (int)(hp->n_head_kv * hp->head_dim_v), half = (int)hp->n_rot / 2;
+    for (int64_t t = t0; t < t1; t++) {
+        float *qt = s->q + t * nq, *kt = s->k + t * nk;
+        add_bias(qt, &l->bq, 1);
+        add_bias(kt, &l->bk, 1);
+        add_bias(s->v + t * nv, &l->bv, 1);
+        head_norm(qt, &l->q_norm, (int)hp->n_head, hp->norm_eps);
+        head_norm(kt, &l->k_norm, (int)hp->n_head_kv, hp->norm_eps);
+        const float *c = s->rope_cos + t * half, *sn = s->rope_sin + t * half;
+        rope_apply(qt, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, hp->rope, c, sn);
+        rope_apply(kt, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, hp->rope, c, sn);
+    }
+    kv_store(j->ctx, j->batch, j->il, t0, t1);
+}
+
+/* x += attention output (in xb); xb = ffn_norm(x). */
+static void stage_post_attn(const stage_job *j, int64_t t0, int64_t t1) {
+    const model_hparams *hp = &j->ctx->model->hp;
+    forward_scratch *s = &j->ctx->s;
+    const int64_t e = hp->n_embd;
+    for (int64_t t = t0; t < t1; t++) {
+        float *x = s->x + t * e, *xb = s->xb + t * e;
+        for (int64_t i = 0; i < e; i++) x[i] += xb[i];
+        rmsnorm(xb, x, j->l->ffn_norm.data, e, hp->norm_eps);
+    }
+}
+
+/* x += feed-forward output. */
+static void stage_post_ffn(const stage_job *j, int64_t t0, int64_t t1) {
+    forward_scratch *s = &j->ctx->s;
+    const int64_t e = j->ctx->model->hp.n_embd;
+    for (int64_t i = t0 * e; i < t1 * e; i++) s->x[i] += s->ffn_out[i];
+}
+
 /* ---------------------------------------------------------------- the pass */
 
 void model_forward(hearth_context *ctx, const hearth_batch *batch) {
@@ -383,22 +497,14 @@ void model_forward(hearth_context *ctx, const hearth_batch *batch) {
     const model_hparams *hp = &m->hp;
     forward_scratch *s = &ctx->s;
     const int64_t n = batch->n, e = hp->n_embd;
-    const int nq = (int)(hp->n_head * hp->head_dim), nk = (int)(hp->n_head_kv * hp->head_dim);
-    const int half = (int)hp->n_rot / 2;
-
-    for (int64_t t = 0; t < n; t++) {
-        const uint8_t *row = (const uint8_t *)m->token_embd.data +
-                             (uint64_t)batch->tokens[t] * m->token_embd.row_bytes;
-        m->token_embd.kt->dequantize(row, s->x + t * e, e);
-        rope_angles(s->rope_cos + t * half, s->rope_sin + t * half, batch->pos[t], (int)hp->n_rot,
-                    hp->rope_base);
-    }
+    stage_job sj = {ctx, batch, NULL, 0, NULL};
+    run_stage(&sj, stage_embed);
 
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const layer_weights *l = &m->layers[il];
-        for (int64_t t = 0; t < n; t++) {
-            rmsnorm(s->xb + t * e, s->x + t * e, l->attn_norm.data, e, hp->norm_eps);
-        }
+        sj.l = l;
+        sj.il = il;
+        run_stage(&sj, stage_attn_norm);
         /* Q, K and V in one job when they share an activation type (the
          * usual case); otherwise one at a time. */
         if (l->wk.kt->act_type == l->wq.kt->act_type && l->wv.kt->act_type == l->wq.kt->act_type) {
@@ -413,33 +519,17 @@ void model_forward(hearth_context *ctx, const hearth_batch *batch) {
             matmul(ctx, &l->wk, s->xb, s->k, n);
             matmul(ctx, &l->wv, s->xb, s->v, n);
         }
-        add_bias(s->q, &l->bq, n);
-        add_bias(s->k, &l->bk, n);
-        add_bias(s->v, &l->bv, n);
-        for (int64_t t = 0; t < n; t++) {
-            float *qt = s->q + t * nq, *kt = s->k + t * nk;
-            head_norm(qt, &l->q_norm, (int)hp->n_head, hp->norm_eps);
-            head_norm(kt, &l->k_norm, (int)hp->n_head_kv, hp->norm_eps);
-            const float *c = s->rope_cos + t * half, *sn = s->rope_sin + t * half;
-            rope_apply(qt, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, hp->rope, c, sn);
-            rope_apply(kt, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, hp->rope, c, sn);
-        }
-        kv_store(ctx, batch, il);
+        run_stage(&sj, stage_qk);
         attn_job aj = {ctx, batch, il};
         threadpool_run(ctx->pool, attn_worker, &aj);
         matmul(ctx, &l->wo, s->att, s->xb, n);
-        for (int64_t i = 0; i < n * e; i++) s->x[i] += s->xb[i];
-
-        for (int64_t t = 0; t < n; t++) {
-            rmsnorm(s->xb + t * e, s->x + t * e, l->ffn_norm.data, e, hp->norm_eps);
-        }
+        run_stage(&sj, stage_post_attn);
         if (l->gate_inp.data) {
             moe_ffn(ctx, l, n);
-            for (int64_t i = 0; i < n * e; i++) s->x[i] += s->ffn_out[i];
         } else {
             swiglu_ffn(ctx, &l->w_gate, &l->w_up, &l->w_down, s->xb, s->hb, s->hb2, s->ffn_out, n);
-            for (int64_t i = 0; i < n * e; i++) s->x[i] += s->ffn_out[i];
         }
+        run_stage(&sj, stage_post_ffn);
     }
 
     int64_t n_out = 0;
