@@ -31,6 +31,7 @@ static const char bench_usage[] =
     "  -p, --prompt L     prompt lengths to measure, comma-separated (default 128); 0 = none\n"
     "  -n, --gen N        tokens to generate (default 128); 0 = none\n"
     "  -r, --reps R       repetitions of each measurement (default 3)\n"
+    "      --no-mmap      read the model into memory (huge pages) instead of mapping it\n"
     "      --json         print the results as JSON instead of a table\n"
     "  -h, --help         show this help\n";
 
@@ -177,7 +178,7 @@ int cli_bench(int argc, char **argv) {
     long long threads = 0, n_gen = 128, reps = 3, v;
     uint32_t pp[16] = {128};
     int n_pp = 1;
-    bool json = false;
+    bool json = false, no_mmap = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *val;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -185,6 +186,8 @@ int cli_bench(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = true;
+        } else if (!strcmp(a, "--no-mmap")) {
+            no_mmap = true;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (!(model_path = cli_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
@@ -224,7 +227,9 @@ int cli_bench(int argc, char **argv) {
     hearth_token *tok = NULL;
     int32_t *pos = NULL, *seq = NULL;
     int rc = 1;
-    if (hearth_model_load(model_path, NULL, &model, &err) != HEARTH_OK) {
+    hearth_model_params mp = hearth_model_default_params();
+    mp.use_mmap = !no_mmap;
+    if (hearth_model_load(model_path, &mp, &model, &err) != HEARTH_OK) {
         cli_error("%s", err.msg);
         goto out;
     }

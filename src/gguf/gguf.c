@@ -588,6 +588,9 @@ hearth_status gguf_open(const char *path, bool use_mmap, gguf_file **out, hearth
         st = error_set(err, HEARTH_ERR_BAD_MODEL, "%s: not a GGUF file: the file is empty", path);
     } else if (use_mmap) {
         void *p = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+#ifdef MADV_HUGEPAGE
+        if (p != MAP_FAILED) madvise(p, (size_t)f->size, MADV_HUGEPAGE);
+#endif
         if (p == MAP_FAILED) {
             st = error_set(err, HEARTH_ERR_IO, "%s: mmap of %llu bytes failed: %s", path,
                            (unsigned long long)f->size, strerror(errno));
@@ -596,13 +599,21 @@ hearth_status gguf_open(const char *path, bool use_mmap, gguf_file **out, hearth
             f->mapped = true;
         }
     } else {
-        uint8_t *buf = malloc((size_t)f->size);
-        if (!buf) {
+        /* Anonymous memory asked to be backed by huge pages: the forward
+         * pass jumps between experts' matrices, and 4 KiB pages would make
+         * every jump a TLB miss. */
+        void *p =
+            mmap(NULL, (size_t)f->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
             st = error_set(err, HEARTH_ERR_NOMEM, "%s: cannot allocate %llu bytes", path,
                            (unsigned long long)f->size);
         } else {
-            f->base = buf;
-            st = read_whole(fd, buf, f->size, path, err);
+#ifdef MADV_HUGEPAGE
+            madvise(p, (size_t)f->size, MADV_HUGEPAGE);
+#endif
+            f->base = p;
+            f->mapped = true;
+            st = read_whole(fd, p, f->size, path, err);
         }
     }
     close(fd);

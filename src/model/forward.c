@@ -13,7 +13,10 @@
  * f16), which is how the reference implementation computes it.
  */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "model/model.h"
 #include "util/dtype.h"
@@ -60,6 +63,47 @@ static void rope_angles(float *cos_out, float *sin_out, int32_t pos, int n_rot, 
 
 static float silu(float x) {
     return x / (1.0f + expf(-x));
+}
+
+/* ---------------------------------------------------------------- profile */
+
+/* HEARTH_PROFILE=1 times the phases of the forward pass and prints a table
+ * at exit: a diagnostic for kernel work, off (one branch per phase) unless
+ * asked for. */
+enum { PH_STAGES, PH_QKV, PH_ATTN, PH_WO, PH_ROUTER, PH_EXPERTS, PH_FFN, PH_OUTPUT, PH_COUNT };
+static const char *const phase_names[PH_COUNT] = {"stages", "qkv",     "attention", "wo",
+                                                  "router", "experts", "dense ffn", "output"};
+static double phase_time[PH_COUNT];
+static int profile_on = -1;
+
+static double phase_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void profile_print(void) {
+    double total = 0;
+    for (int i = 0; i < PH_COUNT; i++) total += phase_time[i];
+    fprintf(stderr, "hearth profile (%.1f ms in all):\n", total * 1e3);
+    for (int i = 0; i < PH_COUNT; i++) {
+        fprintf(stderr, "  %-10s %9.1f ms %5.1f%%\n", phase_names[i], phase_time[i] * 1e3,
+                total > 0 ? 100.0 * phase_time[i] / total : 0.0);
+    }
+}
+
+/* Returns the start time when profiling (0 otherwise); phase_end adds. */
+static double phase_begin(void) {
+    if (profile_on < 0) {
+        const char *env = getenv("HEARTH_PROFILE");
+        profile_on = env && *env && *env != '0';
+        if (profile_on) atexit(profile_print);
+    }
+    return profile_on ? phase_clock() : 0.0;
+}
+
+static void phase_end(int phase, double t0) {
+    if (profile_on) phase_time[phase] += phase_clock() - t0;
 }
 
 /* ---------------------------------------------------------------- matmul */
@@ -439,7 +483,9 @@ static void moe_ffn(hearth_context *ctx, const layer_weights *l, int64_t n) {
     const model_hparams *hp = &ctx->model->hp;
     forward_scratch *s = &ctx->s;
     const int64_t e = hp->n_embd, k = hp->n_expert_used;
+    double t0 = phase_begin();
     moe_route(ctx, l, n);
+    phase_end(PH_ROUTER, t0);
     memset(s->ffn_out, 0, (size_t)(n * e) * sizeof *s->ffn_out);
     if (n * k <= (int64_t)ctx->params.n_batch) {
         moe_experts_fused(ctx, l, n);
@@ -574,13 +620,18 @@ void model_forward(hearth_context *ctx, const hearth_batch *batch) {
     forward_scratch *s = &ctx->s;
     const int64_t n = batch->n, e = hp->n_embd;
     stage_job sj = {ctx, batch, NULL, 0, NULL};
+    double t0 = phase_begin();
     run_stage(&sj, stage_embed);
+    phase_end(PH_STAGES, t0);
 
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const layer_weights *l = &m->layers[il];
         sj.l = l;
         sj.il = il;
+        t0 = phase_begin();
         run_stage(&sj, stage_attn_norm);
+        phase_end(PH_STAGES, t0);
+        t0 = phase_begin();
         /* Q, K and V in one job when they share an activation type (the
          * usual case); otherwise one at a time. */
         if (l->wk.kt->act_type == l->wq.kt->act_type && l->wv.kt->act_type == l->wq.kt->act_type) {
@@ -595,17 +646,31 @@ void model_forward(hearth_context *ctx, const hearth_batch *batch) {
             matmul(ctx, &l->wk, s->xb, s->k, n);
             matmul(ctx, &l->wv, s->xb, s->v, n);
         }
+        phase_end(PH_QKV, t0);
+        t0 = phase_begin();
         run_stage(&sj, stage_qk);
+        phase_end(PH_STAGES, t0);
+        t0 = phase_begin();
         attn_job aj = {ctx, batch, il};
         threadpool_run(ctx->pool, attn_worker, &aj);
+        phase_end(PH_ATTN, t0);
+        t0 = phase_begin();
         matmul(ctx, &l->wo, s->att, s->xb, n);
+        phase_end(PH_WO, t0);
+        t0 = phase_begin();
         run_stage(&sj, stage_post_attn);
+        phase_end(PH_STAGES, t0);
+        t0 = phase_begin();
         if (l->gate_inp.data) {
             moe_ffn(ctx, l, n);
+            phase_end(PH_EXPERTS, t0);
         } else {
             swiglu_ffn(ctx, &l->w_gate, &l->w_up, &l->w_down, s->xb, s->hb, s->hb2, s->ffn_out, n);
+            phase_end(PH_FFN, t0);
         }
+        t0 = phase_begin();
         run_stage(&sj, stage_post_ffn);
+        phase_end(PH_STAGES, t0);
     }
 
     int64_t n_out = 0;
@@ -614,5 +679,7 @@ void model_forward(hearth_context *ctx, const hearth_batch *batch) {
         rmsnorm(s->out_x + n_out * e, s->x + t * e, m->output_norm.data, e, hp->norm_eps);
         n_out++;
     }
+    t0 = phase_begin();
     if (n_out > 0) matmul(ctx, &m->output, s->out_x, s->logits, n_out);
+    phase_end(PH_OUTPUT, t0);
 }
