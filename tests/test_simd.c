@@ -239,6 +239,49 @@ TEST(gemm_tiles_match_dots) {
 #endif
 }
 
+/* The attention kernel against the reference: head sizes 8 (stories260K),
+ * 64 and 128, lengths from 1 to past a vector. */
+TEST(attention_matches_reference) {
+    const cpu_features *f = cpu_get_features();
+#if defined(__x86_64__)
+    if (!f->avx512) {
+        printf("  (no AVX-512: no attention kernel to test)\n");
+        return;
+    }
+    enum { MAXP = 300, MAXD = 128 };
+    static uint16_t k[MAXP * MAXD * 2], v[MAXP * MAXD * 2];
+    static float q[MAXD], sr[MAXP], ss[MAXP], outr[MAXD], outs[MAXD];
+    static uint16_t qh[MAXD];
+    const int dims[] = {8, 64, 128}, lens[] = {1, 2, 15, 16, 17, 100, 300};
+    for (size_t di = 0; di < 3; di++) {
+        int hd = dims[di];
+        size_t stride = (size_t)hd * 2 * 2; /* rows of two heads: use the first */
+        for (int i = 0; i < MAXP * hd * 2; i++) {
+            k[i] = hearth_f32_to_fp16(rnd());
+            v[i] = hearth_f32_to_fp16(rnd());
+        }
+        for (int i = 0; i < hd; i++) q[i] = rnd() * 3.0f;
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            int n = lens[li];
+            float scale = 1.0f / sqrtf((float)hd);
+            attn_head_f16_ref(q, k, stride, v, stride, hd, hd, n, scale, sr, qh, outr);
+            attn_head_f16_avx512(q, k, stride, v, stride, hd, hd, n, scale, ss, qh, outs);
+            float worst = 0, mag = 0;
+            for (int d = 0; d < hd; d++) {
+                worst = fmaxf(worst, fabsf(outr[d] - outs[d]));
+                mag = fmaxf(mag, fabsf(outr[d]));
+            }
+            /* The softmax weights are rounded to f16 on both sides; a weight
+             * near a rounding edge may land one f16 step apart. */
+            CHECKF(worst <= 2e-3f * (mag + 1e-3f), "hd %d n %d: max diff %g of %g", hd, n,
+                   (double)worst, (double)mag);
+        }
+    }
+#else
+    (void)f;
+#endif
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     test_init(argv[0]);
@@ -248,5 +291,6 @@ int main(int argc, char **argv) {
     RUN(dot_float_types);
     RUN(activation_quantizers_match_reference);
     RUN(gemm_tiles_match_dots);
+    RUN(attention_matches_reference);
     return test_finish();
 }

@@ -206,6 +206,13 @@ static void build(void) {
 #endif
 }
 
+attn_head_f16_fn kernel_attn_head_f16(void) {
+#if defined(__x86_64__)
+    if (cpu_get_features()->avx512) return attn_head_f16_avx512;
+#endif
+    return attn_head_f16_ref;
+}
+
 const kernel_traits *kernel_traits_get(uint32_t type) {
     pthread_once(&table_once, build);
     for (size_t i = 0; i < n_table; i++) {

@@ -40,6 +40,20 @@ typedef struct kernel_traits {
     axpy_fn axpy;                 /* y += a * row (F32 and F16 only, for attention) */
 } kernel_traits;
 
+/* Attention of one query head over n_pos cached positions of an F16 KV
+ * cache: scores = (f16(q) . k_p) * scale, softmax, out = sum of
+ * f16(weight_p) * v_p.  k and v point at position 0 of the head; rows are
+ * k_stride / v_stride bytes apart.  scores (n_pos floats) and qh (hd
+ * halves) are scratch.  out has hdv floats. */
+typedef void (*attn_head_f16_fn)(const float *q, const void *k, size_t k_stride, const void *v,
+                                 size_t v_stride, int hd, int hdv, int n_pos, float scale,
+                                 float *scores, uint16_t *qh, float *out);
+void attn_head_f16_ref(const float *q, const void *k, size_t k_stride, const void *v,
+                       size_t v_stride, int hd, int hdv, int n_pos, float scale, float *scores,
+                       uint16_t *qh, float *out);
+/* The fastest attention kernel this CPU has. */
+attn_head_f16_fn kernel_attn_head_f16(void);
+
 /* The fastest kernels this CPU has for weights of the given type, or NULL
  * when hearth cannot multiply by that type. */
 const kernel_traits *kernel_traits_get(uint32_t type);

@@ -169,6 +169,31 @@ void axpy_f16_ref(int64_t n, float a, const void *x, float *y) {
     for (int64_t i = 0; i < n; i++) y[i] += a * hearth_fp16_to_f32(v[i]);
 }
 
+/* ---------------------------------------------------------------- attention */
+
+void attn_head_f16_ref(const float *q, const void *k, size_t k_stride, const void *v,
+                       size_t v_stride, int hd, int hdv, int n_pos, float scale, float *scores,
+                       uint16_t *qh, float *out) {
+    quantize_row_f16_ref(q, qh, hd);
+    float max = -INFINITY;
+    for (int p = 0; p < n_pos; p++) {
+        float s = vec_dot_f16_f16_ref(hd, (const uint8_t *)k + (size_t)p * k_stride, qh) * scale;
+        scores[p] = s;
+        if (s > max) max = s;
+    }
+    double sum = 0.0;
+    for (int p = 0; p < n_pos; p++) {
+        scores[p] = expf(scores[p] - max);
+        sum += scores[p];
+    }
+    float inv = (float)(1.0 / sum);
+    memset(out, 0, (size_t)hdv * sizeof *out);
+    for (int p = 0; p < n_pos; p++) {
+        float w = hearth_fp16_to_f32(hearth_f32_to_fp16(scores[p] * inv));
+        axpy_f16_ref(hdv, w, (const uint8_t *)v + (size_t)p * v_stride, out);
+    }
+}
+
 /* ---------------------------------------------------------------- traits */
 
 static const kernel_traits traits_table[] = {

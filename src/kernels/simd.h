@@ -76,6 +76,9 @@ float vec_dot_f16_f16_avx512(int64_t n, const void *w, const void *a);
 void axpy_f32_avx512(int64_t n, float a, const void *x, float *y);
 void axpy_f16_avx512(int64_t n, float a, const void *x, float *y);
 void quantize_row_bf16_avx512(const float *x, void *y, int64_t n);
+void attn_head_f16_avx512(const float *q, const void *k, size_t k_stride, const void *v,
+                          size_t v_stride, int hd, int hdv, int n_pos, float scale, float *scores,
+                          uint16_t *qh, float *out);
 float vec_dot_bf16_bf16_avx512(int64_t n, const void *w, const void *a);
 /* AVX-512 VNNI + VBMI against block_q8x4 activations */
 void quantize_row_q8x4_o8_avx512(const float *x, void *y, int64_t n);

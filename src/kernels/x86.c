@@ -532,6 +532,81 @@ void gemm_q8_0_q8a_avx512(int64_t n, const void *w, size_t w_stride, int nr, con
     }
 }
 
+/* ---------------------------------------------------------------- AVX-512 attention */
+
+/* e^x on 16 lanes (x <= ~88): 2^n * p(r) with r = x - n ln 2, |r| <= ln2/2,
+ * p a degree-6 Taylor polynomial; relative error below 3e-7. */
+T_AVX512 static inline __m512 exp_avx512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+static inline __mmask16 lane_mask(int n) {
+    return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+}
+
+T_AVX512 void attn_head_f16_avx512(const float *q, const void *k, size_t k_stride, const void *v,
+                                   size_t v_stride, int hd, int hdv, int n_pos, float scale,
+                                   float *scores, uint16_t *qh, float *out) {
+    /* The query, rounded to f16 as the cache is, then widened once. */
+    float qf[512];
+    quantize_row_f16_avx2(q, qh, hd);
+    for (int d = 0; d < hd; d++) qf[d] = _cvtsh_ss(qh[d]);
+    const uint8_t *kb = k, *vb = v;
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int p = 0; p < n_pos; p++) {
+        const uint16_t *kr = (const uint16_t *)(kb + (size_t)p * k_stride);
+        __m512 acc = _mm512_setzero_ps();
+        for (int d = 0; d < hd; d += 16) {
+            __mmask16 m = lane_mask(hd - d);
+            __m512 kf = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, kr + d));
+            acc = _mm512_fmadd_ps(kf, _mm512_maskz_loadu_ps(m, qf + d), acc);
+        }
+        scores[p] = _mm512_reduce_add_ps(acc) * scale;
+    }
+    int p = 0;
+    for (; p + 16 <= n_pos; p += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(scores + p));
+    float max = _mm512_reduce_max_ps(vmax);
+    for (; p < n_pos; p++) max = scores[p] > max ? scores[p] : max;
+    __m512 vsum = _mm512_setzero_ps(), vm = _mm512_set1_ps(max);
+    for (p = 0; p < n_pos; p += 16) {
+        __mmask16 m = lane_mask(n_pos - p);
+        __m512 e = exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, scores + p), vm));
+        e = _mm512_maskz_mov_ps(m, e);
+        _mm512_mask_storeu_ps(scores + p, m, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+    /* The weights rounded to f16, as they meet the f16 values. */
+    for (p = 0; p < n_pos; p += 16) {
+        __mmask16 m = lane_mask(n_pos - p);
+        __m512 w = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, scores + p), inv);
+        w = _mm512_cvtph_ps(_mm512_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm512_mask_storeu_ps(scores + p, m, w);
+    }
+    for (int d = 0; d < hdv; d += 16) {
+        __mmask16 m = lane_mask(hdv - d);
+        __m512 acc = _mm512_setzero_ps();
+        for (p = 0; p < n_pos; p++) {
+            const uint16_t *vr = (const uint16_t *)(vb + (size_t)p * v_stride);
+            __m512 vf = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, vr + d));
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(scores[p]), vf, acc);
+        }
+        _mm512_mask_storeu_ps(out + d, m, acc);
+    }
+}
+
 /* ---------------------------------------------------------------- AVX-512 VBMI + VNNI */
 
 #define T_VBMI                                                                                     \

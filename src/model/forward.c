@@ -231,10 +231,10 @@ typedef struct attn_job {
 } attn_job;
 
 /* One (token, head) pair: scores over the sequence's cached positions up to
- * the token's own, softmax, weighted sum of values into s.att.  With an F16
- * cache the query and the softmax weights are rounded to f16 before they
- * meet the cached keys and values (the reference's arithmetic); the dot and
- * axpy kernels are the cache type's SIMD ones. */
+ * the token's own, softmax, weighted sum of values into s.att.  An F16 cache
+ * goes through the attention kernel (the query and the softmax weights are
+ * rounded to f16 before they meet the cached keys and values, the
+ * reference's arithmetic); an F32 cache through the F32 dot and axpy. */
 static void attend_one(attn_job *j, int ith, uint32_t t, uint32_t h) {
     hearth_context *ctx = j->ctx;
     const model_hparams *hp = &ctx->model->hp;
@@ -245,24 +245,23 @@ static void attend_one(attn_job *j, int ith, uint32_t t, uint32_t h) {
     const size_t slot0 = ((size_t)j->layer * kv->n_seq + (size_t)seq) * kv->n_ctx;
     const float *q = ctx->s.q + (size_t)t * hp->n_head * hd + (size_t)h * hd;
     float *scores = ctx->s.scores + (size_t)ith * kv->n_ctx;
+    float *out = ctx->s.att + (size_t)t * hp->n_head * hdv + (size_t)h * hdv;
     const float scale = 1.0f / sqrtf((float)hd);
-    const bool f16 = kv->type == HEARTH_KV_F16;
-    const kernel_traits *kt = kernel_traits_get(f16 ? HEARTH_DTYPE_F16 : HEARTH_DTYPE_F32);
-
-    const void *qv = q;
-    if (f16) {
-        uint16_t *qh = ctx->s.qh + (size_t)ith * hd;
-        kt->quantize_act(q, qh, hd);
-        qv = qh;
-    }
     const size_t k_stride = kv->k_row * kv->elem_bytes, v_stride = kv->v_row * kv->elem_bytes;
     const uint8_t *k0 = kv->k + slot0 * k_stride + (size_t)kvh * hd * kv->elem_bytes;
     const uint8_t *v0 = kv->v + slot0 * v_stride + (size_t)kvh * hdv * kv->elem_bytes;
+    if (kv->type == HEARTH_KV_F16) {
+        attn_head_f16_fn attn = kernel_attn_head_f16();
+        attn(q, k0, k_stride, v0, v_stride, hd, hdv, pos + 1, scale, scores,
+             ctx->s.qh + (size_t)ith * hd, out);
+        return;
+    }
+    const kernel_traits *kt = kernel_traits_get(HEARTH_DTYPE_F32);
     float max = -INFINITY;
     for (int32_t p = 0; p <= pos; p++) {
-        float s = kt->vec_dot(hd, k0 + (size_t)p * k_stride, qv) * scale;
-        scores[p] = s;
-        if (s > max) max = s;
+        float sc = kt->vec_dot(hd, k0 + (size_t)p * k_stride, q) * scale;
+        scores[p] = sc;
+        if (sc > max) max = sc;
     }
     double sum = 0.0;
     for (int32_t p = 0; p <= pos; p++) {
@@ -270,13 +269,9 @@ static void attend_one(attn_job *j, int ith, uint32_t t, uint32_t h) {
         sum += scores[p];
     }
     float inv = (float)(1.0 / sum);
-    float *out = ctx->s.att + (size_t)t * hp->n_head * hdv + (size_t)h * hdv;
     memset(out, 0, (size_t)hdv * sizeof *out);
-    for (int32_t p = 0; p <= pos; p++) {
-        float w = scores[p] * inv;
-        if (f16) w = hearth_fp16_to_f32(hearth_f32_to_fp16(w));
-        kt->axpy(hdv, w, v0 + (size_t)p * v_stride, out);
-    }
+    for (int32_t p = 0; p <= pos; p++)
+        kt->axpy(hdv, scores[p] * inv, v0 + (size_t)p * v_stride, out);
 }
 
 static void attn_worker(void *arg, int ith, int nth) {
@@ -300,8 +295,9 @@ static void kv_store(hearth_context *ctx, const hearth_batch *batch, uint32_t la
         uint8_t *kd = kv->k + slot * kv->k_row * kv->elem_bytes;
         uint8_t *vd = kv->v + slot * kv->v_row * kv->elem_bytes;
         if (kv->type == HEARTH_KV_F16) {
-            for (uint32_t i = 0; i < kv->k_row; i++) ((uint16_t *)kd)[i] = hearth_f32_to_fp16(k[i]);
-            for (uint32_t i = 0; i < kv->v_row; i++) ((uint16_t *)vd)[i] = hearth_f32_to_fp16(v[i]);
+            const kernel_traits *f16 = kernel_traits_get(HEARTH_DTYPE_F16);
+            f16->quantize_act(k, kd, kv->k_row);
+            f16->quantize_act(v, vd, kv->v_row);
         } else {
             memcpy(kd, k, kv->k_row * sizeof(float));
             memcpy(vd, v, kv->v_row * sizeof(float));
