@@ -853,10 +853,76 @@ T_VBMI static ALWAYS_INLINE void tile_q8x4(int64_t n, const uint8_t *w, size_t w
     }
 }
 
-/* Any tile up to 4 x 4 as 2-row strips. */
+/* Eight accumulators reduced to eight floats with shuffles instead of eight
+ * separate horizontal sums. */
+T_AVX512 static ALWAYS_INLINE __m256 reduce8_avx512(__m512 a, __m512 b, __m512 c, __m512 d,
+                                                    __m512 e, __m512 f, __m512 g, __m512 h) {
+    __m512 s0 = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
+    __m512 s1 = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xee));
+    __m512 s2 = _mm512_add_ps(_mm512_shuffle_f32x4(e, f, 0x44), _mm512_shuffle_f32x4(e, f, 0xee));
+    __m512 s3 = _mm512_add_ps(_mm512_shuffle_f32x4(g, h, 0x44), _mm512_shuffle_f32x4(g, h, 0xee));
+    __m512 t0 =
+        _mm512_add_ps(_mm512_shuffle_f32x4(s0, s1, 0x88), _mm512_shuffle_f32x4(s0, s1, 0xdd));
+    __m512 t1 =
+        _mm512_add_ps(_mm512_shuffle_f32x4(s2, s3, 0x88), _mm512_shuffle_f32x4(s2, s3, 0xdd));
+    t0 = _mm512_add_ps(t0, _mm512_permute_ps(t0, 0xb1));
+    t0 = _mm512_add_ps(t0, _mm512_permute_ps(t0, 0x4e));
+    t1 = _mm512_add_ps(t1, _mm512_permute_ps(t1, 0xb1));
+    t1 = _mm512_add_ps(t1, _mm512_permute_ps(t1, 0x4e));
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_castps512_ps256(_mm512_permutex2var_ps(t0, idx, t1));
+}
+
+/* Prefill tile of 4 weight rows by 4 tokens: 16 accumulators. */
+T_VBMI static ALWAYS_INLINE void tile4_q8x4(int64_t n, const uint8_t *w, size_t w_stride,
+                                            const uint8_t *a, size_t a_stride, int nc, float *y,
+                                            size_t y_stride, int bs) {
+    const uint8_t *r0 = w, *r1 = w + w_stride, *r2 = w + 2 * w_stride, *r3 = w + 3 * w_stride;
+    const uint8_t *c0 = a, *c1 = a + (nc > 1 ? a_stride : 0);
+    const uint8_t *c2 = a + (nc > 2 ? 2 * a_stride : 0), *c3 = a + (nc > 3 ? 3 * a_stride : 0);
+    __m512 z = _mm512_setzero_ps();
+    __m512 a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
+    __m512 a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z;
+    int64_t nb = n / 32;
+    for (int64_t b = 0; b < nb; b += 4) {
+        int64_t o = 64 * b;
+        wgroup g0 = bs == 18 ? decode_q4_0(r0 + bs * b, 4) : decode_q8_0(r0 + bs * b, 4);
+        wgroup g1 = bs == 18 ? decode_q4_0(r1 + bs * b, 4) : decode_q8_0(r1 + bs * b, 4);
+        a00 = group_dot4(a00, g0, c0 + o);
+        a10 = group_dot4(a10, g1, c0 + o);
+        a01 = group_dot4(a01, g0, c1 + o);
+        a11 = group_dot4(a11, g1, c1 + o);
+        a02 = group_dot4(a02, g0, c2 + o);
+        a12 = group_dot4(a12, g1, c2 + o);
+        a03 = group_dot4(a03, g0, c3 + o);
+        a13 = group_dot4(a13, g1, c3 + o);
+        wgroup g2 = bs == 18 ? decode_q4_0(r2 + bs * b, 4) : decode_q8_0(r2 + bs * b, 4);
+        wgroup g3 = bs == 18 ? decode_q4_0(r3 + bs * b, 4) : decode_q8_0(r3 + bs * b, 4);
+        a20 = group_dot4(a20, g2, c0 + o);
+        a30 = group_dot4(a30, g3, c0 + o);
+        a21 = group_dot4(a21, g2, c1 + o);
+        a31 = group_dot4(a31, g3, c1 + o);
+        a22 = group_dot4(a22, g2, c2 + o);
+        a32 = group_dot4(a32, g3, c2 + o);
+        a23 = group_dot4(a23, g2, c3 + o);
+        a33 = group_dot4(a33, g3, c3 + o);
+    }
+    float out[16];
+    _mm256_storeu_ps(out, reduce8_avx512(a00, a10, a20, a30, a01, a11, a21, a31));
+    _mm256_storeu_ps(out + 8, reduce8_avx512(a02, a12, a22, a32, a03, a13, a23, a33));
+    for (int c = 0; c < nc; c++) {
+        for (int r = 0; r < 4; r++) y[c * y_stride + r] = out[4 * c + r];
+    }
+}
+
+/* Any tile up to 4 x 4: full 4-row tiles of whole groups at once, else 2-row strips. */
 T_VBMI static void gemm_q4_0_strips(int64_t n, const void *w, size_t w_stride, int nr,
                                     const void *a, size_t a_stride, int nc, float *y,
                                     size_t y_stride) {
+    if (nr == 4 && n % 128 == 0) {
+        tile4_q8x4(n, w, w_stride, a, a_stride, nc, y, y_stride, 18);
+        return;
+    }
     for (int r = 0; r < nr; r += 2) {
         tile_q8x4(n, (const uint8_t *)w + (size_t)r * w_stride, w_stride, nr - r < 2 ? nr - r : 2,
                   a, a_stride, nc, y + r, y_stride, 18);
@@ -866,6 +932,10 @@ T_VBMI static void gemm_q4_0_strips(int64_t n, const void *w, size_t w_stride, i
 T_VBMI static void gemm_q8_0_strips(int64_t n, const void *w, size_t w_stride, int nr,
                                     const void *a, size_t a_stride, int nc, float *y,
                                     size_t y_stride) {
+    if (nr == 4 && n % 128 == 0) {
+        tile4_q8x4(n, w, w_stride, a, a_stride, nc, y, y_stride, 34);
+        return;
+    }
     for (int r = 0; r < nr; r += 2) {
         tile_q8x4(n, (const uint8_t *)w + (size_t)r * w_stride, w_stride, nr - r < 2 ? nr - r : 2,
                   a, a_stride, nc, y + r, y_stride, 34);
