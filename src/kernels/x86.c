@@ -915,12 +915,45 @@ T_VBMI static ALWAYS_INLINE void tile4_q8x4(int64_t n, const uint8_t *w, size_t 
     }
 }
 
+/* Decode: 4 weight rows against one token; the token's activation group is
+ * loaded once for the 4 rows, and 4 independent streams keep more memory
+ * requests in flight than one row at a time. */
+T_VBMI static ALWAYS_INLINE void gemv4_q8x4(int64_t n, const uint8_t *w, size_t w_stride,
+                                            const uint8_t *a, float *y, int bs) {
+    const uint8_t *r0 = w, *r1 = w + w_stride, *r2 = w + 2 * w_stride, *r3 = w + 3 * w_stride;
+    __m512 z = _mm512_setzero_ps(), a0 = z, a1 = z, a2 = z, a3 = z;
+    int64_t nb = n / 32;
+    for (int64_t b = 0; b < nb; b += 4) {
+        int64_t o = 64 * b;
+        for (int k = 0; k < (bs > 32 ? 3 : 2); k++) {
+            _mm_prefetch((const char *)r0 + bs * b + 2048 + 64 * k, _MM_HINT_T0);
+            _mm_prefetch((const char *)r1 + bs * b + 2048 + 64 * k, _MM_HINT_T0);
+            _mm_prefetch((const char *)r2 + bs * b + 2048 + 64 * k, _MM_HINT_T0);
+            _mm_prefetch((const char *)r3 + bs * b + 2048 + 64 * k, _MM_HINT_T0);
+        }
+        wgroup g0 = bs == 18 ? decode_q4_0(r0 + bs * b, 4) : decode_q8_0(r0 + bs * b, 4);
+        wgroup g1 = bs == 18 ? decode_q4_0(r1 + bs * b, 4) : decode_q8_0(r1 + bs * b, 4);
+        wgroup g2 = bs == 18 ? decode_q4_0(r2 + bs * b, 4) : decode_q8_0(r2 + bs * b, 4);
+        wgroup g3 = bs == 18 ? decode_q4_0(r3 + bs * b, 4) : decode_q8_0(r3 + bs * b, 4);
+        a0 = group_dot4(a0, g0, a + o);
+        a1 = group_dot4(a1, g1, a + o);
+        a2 = group_dot4(a2, g2, a + o);
+        a3 = group_dot4(a3, g3, a + o);
+    }
+    __m256 r = reduce8_avx512(a0, a1, a2, a3, z, z, z, z);
+    _mm_storeu_ps(y, _mm256_castps256_ps128(r));
+}
+
 /* Any tile up to 4 x 4: full 4-row tiles of whole groups at once, else 2-row strips. */
 T_VBMI static void gemm_q4_0_strips(int64_t n, const void *w, size_t w_stride, int nr,
                                     const void *a, size_t a_stride, int nc, float *y,
                                     size_t y_stride) {
     if (nr == 4 && n % 128 == 0) {
-        tile4_q8x4(n, w, w_stride, a, a_stride, nc, y, y_stride, 18);
+        if (nc == 1) {
+            gemv4_q8x4(n, w, w_stride, a, y, 18);
+        } else {
+            tile4_q8x4(n, w, w_stride, a, a_stride, nc, y, y_stride, 18);
+        }
         return;
     }
     for (int r = 0; r < nr; r += 2) {
@@ -933,7 +966,11 @@ T_VBMI static void gemm_q8_0_strips(int64_t n, const void *w, size_t w_stride, i
                                     const void *a, size_t a_stride, int nc, float *y,
                                     size_t y_stride) {
     if (nr == 4 && n % 128 == 0) {
-        tile4_q8x4(n, w, w_stride, a, a_stride, nc, y, y_stride, 34);
+        if (nc == 1) {
+            gemv4_q8x4(n, w, w_stride, a, y, 34);
+        } else {
+            tile4_q8x4(n, w, w_stride, a, a_stride, nc, y, y_stride, 34);
+        }
         return;
     }
     for (int r = 0; r < nr; r += 2) {

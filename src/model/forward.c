@@ -151,16 +151,19 @@ typedef struct mm_task {
 typedef struct mm_job {
     mm_task t[MM_MAX_TASKS];
     int n;
+    bool tiles;                      /* decode with tiles too (a cache-sized model) */
     int64_t units[MM_MAX_TASKS + 1]; /* prefix sums of each task's 4-row units */
 } mm_job;
 
-/* Rows [r0, r1) of one task. */
-static void mm_rows(const mm_task *t, int64_t r0, int64_t r1) {
+/* Rows [r0, r1) of one task.  Tiles (4 rows x up to 4 tokens) serve
+ * prefill, where a group of rows stays in cache while every token passes
+ * over it, and decode of a model small enough to live in the caches, where
+ * compute bounds the speed; decoding a large model streams from memory, and
+ * there one sequential row at a time keeps the prefetchers on track. */
+static void mm_rows(const mm_task *t, int64_t r0, int64_t r1, bool tiles) {
     const weight *w = t->w;
     const uint8_t *base = w->data;
-    if (t->n_tok >= 2 && w->kt->gemm) {
-        /* Prefill: tiles of 4 rows x 4 tokens; a group of rows stays in
-         * cache while every token passes over it. */
+    if (w->kt->gemm && (t->n_tok >= 2 || tiles)) {
         for (int64_t r = r0; r < r1; r += 4) {
             int nr = (int)(r1 - r < 4 ? r1 - r : 4);
             for (int64_t k = 0; k < t->n_tok; k += 4) {
@@ -190,7 +193,7 @@ static void mm_worker(void *arg, int ith, int nth) {
         int64_t u0 = b > lo ? b : lo, u1 = e < hi ? e : hi;
         int64_t rows = j->t[i].w->ne1;
         int64_t r0 = (u0 - lo) * 4, r1 = (u1 - lo) * 4 < rows ? (u1 - lo) * 4 : rows;
-        mm_rows(&j->t[i], r0, r1);
+        mm_rows(&j->t[i], r0, r1, j->tiles);
     }
 }
 
@@ -206,7 +209,11 @@ static void mm_add(mm_job *j, const weight *w, const uint8_t *act, size_t stride
     j->n++;
 }
 
+/* Weights up to this size are assumed to stay in the caches between tokens. */
+#define CACHE_RESIDENT_BYTES (48ull << 20)
+
 static void mm_run(hearth_context *ctx, mm_job *j) {
+    j->tiles = ctx->model->weight_bytes <= CACHE_RESIDENT_BYTES;
     threadpool_run(ctx->pool, mm_worker, j);
 }
 
