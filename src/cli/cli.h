@@ -10,6 +10,7 @@ int cli_run(int argc, char **argv);
 int cli_convert(int argc, char **argv);
 int cli_synth(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_eval(int argc, char **argv);
 
 /* Prints "hearth: error: <msg>" to stderr (one line). */
 void cli_error(const char *fmt, ...)
