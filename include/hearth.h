@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,9 +36,11 @@ typedef enum hearth_status {
     HEARTH_ERR_INVALID_ARG = 5,  /* a caller-supplied value is out of range */
     HEARTH_ERR_CONTEXT_FULL = 6, /* a sequence does not fit its context window */
     HEARTH_ERR_BUFFER_TOO_SMALL =
-        7,                    /* an output buffer is too small; the size needed is reported */
-    HEARTH_ERR_BAD_INPUT = 8, /* text or request content that cannot be processed */
-    HEARTH_ERR_INTERNAL = 9,  /* a broken invariant inside hearth (a bug) */
+        7,                       /* an output buffer is too small; the size needed is reported */
+    HEARTH_ERR_BAD_INPUT = 8,    /* text or request content that cannot be processed */
+    HEARTH_ERR_INTERNAL = 9,     /* a broken invariant inside hearth (a bug) */
+    HEARTH_ERR_OVER_BUDGET = 10, /* the memory plan exceeds the memory budget */
+    HEARTH_ERR_OS_LIMIT = 11,    /* a limit of the system forbids it (e.g. RLIMIT_MEMLOCK) */
 } hearth_status;
 
 typedef struct hearth_error {
@@ -158,14 +161,52 @@ size_t hearth_detok_flush(hearth_detok *d, char *out, size_t cap);
 
 typedef struct hearth_model hearth_model;
 
+/* The type unquantized weight matrices (F32, F16, BF16; 2-D and stacked
+ * experts, embeddings included) are multiplied in.  Other than
+ * HEARTH_COMPUTE_FILE, such matrices are cast at load into new memory;
+ * norms and biases stay F32 and quantized matrices are never touched.
+ * Values are never renumbered. */
+typedef enum hearth_compute_type {
+    HEARTH_COMPUTE_FILE = 0, /* keep every weight as the file stores it (default) */
+    HEARTH_COMPUTE_AUTO = 1, /* what this CPU multiplies fastest: BF16 with AVX512_BF16,
+                                F16 with F16C, else F32 */
+    HEARTH_COMPUTE_F32 = 2,
+    HEARTH_COMPUTE_F16 = 3,
+    HEARTH_COMPUTE_BF16 = 4,
+} hearth_compute_type;
+
+/* The default memory budget, in percent of physical RAM (MemTotal). */
+#define HEARTH_DEFAULT_BUDGET_PERCENT 90
+/* A memory_budget meaning "no budget". */
+#define HEARTH_BUDGET_UNLIMITED UINT64_MAX
+
+/* Reports progress of a long step of loading: phase is "reading",
+ * "casting", "pre-faulting" or "locking"; done of total bytes. */
+typedef void (*hearth_progress_fn)(const char *phase, uint64_t done, uint64_t total, void *arg);
+
 typedef struct hearth_model_params {
-    bool use_mmap; /* map the file read-only (default true) */
+    bool use_mmap;  /* map the file read-only (default true); false reads it into memory */
+    bool use_mlock; /* pin weights, KV caches and scratch in RAM with mlock(2); the load is
+                       refused when RLIMIT_MEMLOCK cannot hold them (default false) */
+    bool prefault;  /* touch every page of the weights at load, and of the KV cache and
+                       scratch when a context is created (implied by use_mlock) */
+    hearth_compute_type compute_type; /* default HEARTH_COMPUTE_FILE */
+    /* Bytes the model and all its contexts may hold; 0 (default) means
+     * HEARTH_DEFAULT_BUDGET_PERCENT of physical RAM, HEARTH_BUDGET_UNLIMITED
+     * none.  A load or context beyond it is refused with
+     * HEARTH_ERR_OVER_BUDGET before anything is allocated. */
+    uint64_t memory_budget;
+    hearth_progress_fn progress; /* may be NULL */
+    void *progress_arg;
 } hearth_model_params;
 
 hearth_model_params hearth_model_default_params(void);
 
 /* Loads a GGUF model: validates the file, binds every weight, checks every
- * shape against the hyper-parameters. */
+ * shape against the hyper-parameters.  The weights' memory (the file less
+ * pages given back after casting, plus cast copies) is checked against the
+ * budget before any of it is read, and with use_mlock against
+ * RLIMIT_MEMLOCK (HEARTH_ERR_OS_LIMIT, saying how to raise it). */
 hearth_status hearth_model_load(const char *path, const hearth_model_params *params,
                                 hearth_model **out, hearth_error *err);
 void hearth_model_free(hearth_model *model);
@@ -175,6 +216,10 @@ int32_t hearth_model_n_vocab(const hearth_model *model);
 uint32_t hearth_model_n_ctx_train(const hearth_model *model);
 /* One line describing the model, e.g. "llama 5 layers dim 64 Q4_0". */
 const char *hearth_model_desc(const hearth_model *model);
+/* A string metadata value of the model file (e.g. "tokenizer.chat_template"):
+ * a pointer to len bytes, not NUL-terminated, valid while the model lives;
+ * NULL when the key is absent or not a string. */
+const char *hearth_model_meta_str(const hearth_model *model, const char *key, size_t *len);
 /* Bytes of weights one generated token reads: every matrix of a dense
  * model; for mixture-of-experts layers the router and only the experts a
  * token is routed to (plus a shared expert); one embedding row. */
@@ -198,7 +243,12 @@ typedef struct hearth_context_params {
 hearth_context_params hearth_context_default_params(void);
 
 /* A context owns the KV cache, the scratch buffers and the thread pool for
- * running one model.  Everything is allocated here, nothing per token. */
+ * running one model.  Everything is allocated here, nothing per token.
+ * The KV cache and scratch count against the model's memory budget: a
+ * context they do not fit beside the model and its other live contexts is
+ * refused with HEARTH_ERR_OVER_BUDGET (freeing a context gives its share
+ * back).  With the model's use_mlock they are locked, with prefault
+ * touched. */
 typedef struct hearth_context hearth_context;
 
 hearth_status hearth_context_create(const hearth_model *model, const hearth_context_params *params,
@@ -223,6 +273,82 @@ hearth_status hearth_decode(hearth_context *ctx, const hearth_batch *batch, hear
 const float *hearth_get_logits(const hearth_context *ctx, uint32_t i);
 /* Forgets positions >= from of sequence seq (0 clears it). */
 void hearth_kv_truncate(hearth_context *ctx, int32_t seq, int32_t from);
+/* Positions sequence seq holds in the cache (0 for an id out of range). */
+int32_t hearth_kv_len(const hearth_context *ctx, int32_t seq);
+/* Copies the first n_pos cached positions of sequence src, every layer, to
+ * sequence dst, which then holds exactly those n_pos positions (its own are
+ * dropped).  For a prefix cache: sequences that share a prompt prefix share
+ * its keys and values.  HEARTH_ERR_INVALID_ARG when an id is out of range,
+ * dst == src, or src holds fewer than n_pos positions. */
+hearth_status hearth_kv_copy(hearth_context *ctx, int32_t dst, int32_t src, int32_t n_pos,
+                             hearth_error *err);
+
+/* ---------------------------------------------------------------- memory */
+
+/* What running a model will hold in memory, computed from the file's
+ * header alone (hearth_model_plan) before anything is loaded.  The figures
+ * are exact: they come from the functions the loader and
+ * hearth_context_create allocate with. */
+typedef struct hearth_memory_plan {
+    uint64_t file_bytes;            /* the model file: mapped, or read into memory */
+    uint64_t weight_bytes;          /* of which tensor data the model binds */
+    uint64_t cast_bytes;            /* new memory for weights cast to the compute type */
+    uint64_t released_bytes;        /* file pages given back once their tensors are cast */
+    uint64_t model_bytes;           /* file - released + cast: what the loaded model holds */
+    uint64_t kv_bytes;              /* KV cache of the context asked for */
+    uint64_t scratch_bytes;         /* scratch buffers of that context */
+    uint64_t total_bytes;           /* model + KV + scratch */
+    uint64_t budget_bytes;          /* the budget it is checked against */
+    bool budget_default;            /* HEARTH_DEFAULT_BUDGET_PERCENT of RAM, not asked for */
+    uint64_t ram_bytes;             /* physical RAM (MemTotal) */
+    uint32_t n_cast;                /* weight tensors cast */
+    hearth_dtype compute_dtype;     /* their new type; HEARTH_DTYPE_COUNT when none is asked */
+    const char *compute_why;        /* how it was chosen, e.g. "auto: AVX512_BF16" (static) */
+    uint32_t n_ctx_train;           /* the model's training context */
+    uint32_t n_ctx, n_seq, n_batch; /* the context planned (0 when none) */
+    int n_threads;
+} hearth_memory_plan;
+
+/* Plans loading path with mparams (NULL: defaults) and creating one
+ * context with cparams (NULL: no context, only the model).  Fills *plan
+ * and returns HEARTH_OK when it fits the budget; HEARTH_ERR_OVER_BUDGET
+ * with the whole breakdown on one line in err when it does not (*plan is
+ * filled then too); HEARTH_ERR_OS_LIMIT when use_mlock is asked and
+ * RLIMIT_MEMLOCK is too low; the load errors for a bad file. */
+hearth_status hearth_model_plan(const char *path, const hearth_model_params *mparams,
+                                const hearth_context_params *cparams, hearth_memory_plan *plan,
+                                hearth_error *err);
+/* Prints the plan as a table (one line per figure) to fp. */
+void hearth_memory_plan_print(const hearth_memory_plan *plan, FILE *fp);
+
+/* Where the memory of a loaded model and its live contexts is now. */
+typedef struct hearth_memory_report {
+    uint64_t mapped_bytes;          /* the model file's memory (mapping or read copy) */
+    uint64_t mapped_resident_bytes; /* of it in RAM now (mincore; page cache for a mapping) */
+    uint64_t released_bytes;        /* of it given back after casting */
+    uint64_t cast_bytes;            /* cast copies of weights */
+    uint64_t kv_bytes;              /* KV caches of live contexts */
+    uint64_t scratch_bytes;         /* scratch of live contexts */
+    uint32_t n_contexts;
+    uint64_t committed_bytes; /* model + contexts: what counts against the budget */
+    uint64_t budget_bytes;
+    bool budget_default;          /* HEARTH_DEFAULT_BUDGET_PERCENT of RAM, not asked for */
+    uint64_t free_bytes;          /* budget - committed */
+    uint64_t resident_bytes;      /* VmRSS of the process */
+    uint64_t locked_bytes;        /* VmLck of the process */
+    uint64_t ram_bytes;           /* MemTotal */
+    uint64_t ram_available_bytes; /* MemAvailable */
+    bool mmap, mlock;
+    uint32_t n_cast;            /* weight tensors cast */
+    hearth_dtype compute_dtype; /* HEARTH_DTYPE_COUNT when weights run as stored */
+    const char *compute_why;    /* static */
+} hearth_memory_report;
+
+/* Fills *out for model (the process figures from /proc/self/status; 0
+ * where the system does not say). */
+void hearth_memory_report_get(const hearth_model *model, hearth_memory_report *out);
+/* Prints the report as one table to fp. */
+void hearth_memory_report_print(const hearth_memory_report *r, FILE *fp);
 
 /* ---------------------------------------------------------------- sampling */
 

@@ -225,6 +225,159 @@ TEST(bad_input_is_one_error_line) {
     expect_error(args, "unsupported architecture 'mamba'");
 }
 
+/* The greedy ids `run --ids` prints after the prompt line, into out. */
+static int run_ids(const char *args, int32_t *out, int cap, result *keep) {
+    *keep = run(args);
+    const char *nl = strchr(keep->out, '\n');
+    if (keep->status != 0 || !nl) return 0;
+    return (int)test_parse_ints(nl + 1, out, (size_t)cap);
+}
+
+TEST(memory_flags_documented_and_checked) {
+    result r = run("run --help");
+    const char *flags[] = {"--mlock", "--prefault", "--memory-budget", "--compute-type"};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        char pat[64];
+        snprintf(pat, sizeof pat, "%s ", flags[i]);
+        CHECKF(strstr(r.out, pat) != NULL, "run --help does not document %s", flags[i]);
+    }
+    CHECKF(strstr(r.out, "90% of physical RAM") != NULL, "the default budget is not stated");
+    result_free(&r);
+    char args[2048];
+    snprintf(args, sizeof args, "run -m '%s' --memory-budget 12X", model_f32);
+    expect_error(args, "--memory-budget");
+    snprintf(args, sizeof args, "run -m '%s' --memory-budget -5G", model_f32);
+    expect_error(args, "--memory-budget");
+    snprintf(args, sizeof args, "run -m '%s' --compute-type q4_0", model_f32);
+    expect_error(args, "--compute-type");
+    snprintf(args, sizeof args, "run -m '%s' --compute-type", model_f32);
+    expect_error(args, "needs a value");
+}
+
+TEST(memory_budget_below_plan_is_refused) {
+    /* stories260K with a 2048-token context plans about 6 MiB. */
+    char args[2048];
+    snprintf(args, sizeof args, "run -m '%s' -p 'Once upon a time' -n 8 --memory-budget 2M",
+             model_f32);
+    expect_error(args, "exceeds the budget of 2.0 MiB");
+    result r = run(args);
+    const char *parts[] = {"model file", "weights", "cast copies",
+                           "KV cache",   "scratch", "2048 positions"};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        CHECKF(strstr(r.err, parts[i]) != NULL, "breakdown lacks '%s': %s", parts[i], r.err);
+    }
+    result_free(&r);
+    /* The same run with room for the plan works; a smaller context fits
+     * the budget that refused the larger one. */
+    snprintf(args, sizeof args, "run -m '%s' -p 'Once upon a time' -n 8 --memory-budget 64M",
+             model_f32);
+    r = run(args);
+    CHECKF(r.status == 0 && !strncmp(r.out, "Once upon a time", 16), "status %d: %s", r.status,
+           r.err);
+    result_free(&r);
+    snprintf(args, sizeof args,
+             "run -m '%s' -p 'Once upon a time' -n 8 -c 64 -t 2 --memory-budget 2M", model_f32);
+    r = run(args);
+    CHECKF(r.status == 0, "status %d: %s", r.status, r.err);
+    result_free(&r);
+}
+
+TEST(compute_types_give_the_same_greedy_output) {
+    char *text = test_read_file(
+        test_shared(
+            "models/reference/stories260K.llama2c.greedy-prompt-Once-upon-a-time.64steps.ids"),
+        NULL);
+    REQUIRE(text);
+    char *line2 = strchr(text, '\n');
+    char *ids2 = line2 ? strchr(line2, ':') : NULL;
+    int32_t all[80];
+    size_t na = ids2 ? test_parse_ints(ids2 + 1, all, 80) : 0;
+    free(text);
+    REQUIRE(na == 64);
+    const int32_t *ref = all + 4; /* after the prompt's four ids */
+    const char *types[] = {"f32", "f16", "bf16", "auto"};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        char args[2048];
+        snprintf(args, sizeof args,
+                 "run -m '%s' -p 'Once upon a time' -n 60 --temp 0 --ids -t 2 --compute-type %s "
+                 "--verbose",
+                 model_f32, types[k]);
+        int32_t got[80];
+        result r;
+        int n = run_ids(args, got, 80, &r);
+        int same = 0;
+        while (same < n && same < 60 && got[same] == ref[same]) same++;
+        printf("  --compute-type %-4s: %d of 60 greedy ids equal llama2.c's\n", types[k], same);
+        CHECKF(same >= (k == 0 ? 60 : 20), "--compute-type %s: %d of 60 equal (status %d: %s)",
+               types[k], same, r.status, r.err);
+        /* --verbose says what auto chose. */
+        if (!strcmp(types[k], "auto")) {
+            CHECKF(strstr(r.err, "auto: ") != NULL, "auto does not say what it chose: %s", r.err);
+        }
+        result_free(&r);
+    }
+}
+
+TEST(verbose_prints_the_memory_table) {
+    char args[2048];
+    snprintf(args, sizeof args, "run -m '%s' -p 'Once upon a time' -n 4 --verbose --prefault",
+             model_f32);
+    result r = run(args);
+    CHECKF(r.status == 0, "status %d: %s", r.status, r.err);
+    const char *rows[] = {"mapped",      "resident", "locked", "KV cache", "scratch",
+                          "cast copies", "budget",   "free",   "RAM"};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char pat[64];
+        snprintf(pat, sizeof pat, "\n  %s ", rows[i]);
+        CHECKF(strstr(r.err, pat) != NULL, "the memory table has no '%s' row: %s", rows[i], r.err);
+    }
+    result_free(&r);
+}
+
+TEST(mlock_locks_or_explains_the_limit) {
+    char args[2048];
+    snprintf(args, sizeof args, "run -m '%s' -p 'Once upon a time' -n 4 --mlock --verbose",
+             model_f32);
+    result r = run(args);
+    if (r.status == 0) {
+        /* AddressSanitizer's mlock locks nothing. */
+#if !defined(__SANITIZE_ADDRESS__)
+        const char *locked = strstr(r.err, "\n  locked ");
+        CHECKF(locked && !strstr(locked, "        0 B"), "nothing locked: %s", r.err);
+#endif
+    } else {
+        CHECKF(strstr(r.err, "ulimit -l") != NULL, "status %d: %s", r.status, r.err);
+    }
+    result_free(&r);
+    /* Without CAP_IPC_LOCK and with a 64 KiB limit, the run is refused with
+     * the way to raise it (setpriv drops the capability, even for root). */
+    if (system("command -v setpriv >/dev/null 2>&1") == 0) {
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd,
+                 "sh -c 'ulimit -l 64 && exec setpriv --inh-caps=-ipc_lock "
+                 "--bounding-set=-ipc_lock \"$0\" \"$@\"' '%s' run -m '%s' -p Once -n 4 --mlock",
+                 hearth_bin, model_f32);
+        char out_path[512], err_path[512], full[4096];
+        snprintf(out_path, sizeof out_path, "%s/stdout", test_tmpdir());
+        snprintf(err_path, sizeof err_path, "%s/stderr", test_tmpdir());
+        snprintf(full, sizeof full, "%s >'%s' 2>'%s' </dev/null", cmd, out_path, err_path);
+        int st = system(full);
+        char *out = test_read_file(out_path, NULL), *err = test_read_file(err_path, NULL);
+        REQUIRE(out && err);
+        if (strstr(err, "setpriv:")) {
+            printf("  setpriv cannot drop CAP_IPC_LOCK here: %s", err);
+        } else {
+            CHECKF(WIFEXITED(st) && WEXITSTATUS(st) != 0, "status %d", st);
+            CHECKF(out[0] == '\0', "wrote to stdout: %.80s", out);
+            CHECKF(count_lines(err) == 1 && strstr(err, "RLIMIT_MEMLOCK") &&
+                       strstr(err, "ulimit -l") && strstr(err, "limits.conf"),
+                   "not one line with the way to raise the limit: %s", err);
+        }
+        free(out);
+        free(err);
+    }
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     test_init(argv[0]);
@@ -252,5 +405,10 @@ int main(int argc, char **argv) {
     RUN(ids_output);
     RUN(prompt_from_file_and_seed_reproduces);
     RUN(bad_input_is_one_error_line);
+    RUN(memory_flags_documented_and_checked);
+    RUN(memory_budget_below_plan_is_refused);
+    RUN(compute_types_give_the_same_greedy_output);
+    RUN(verbose_prints_the_memory_table);
+    RUN(mlock_locks_or_explains_the_limit);
     return test_finish();
 }

@@ -1,11 +1,14 @@
 /* run.c — `hearth run`: generate a continuation of a prompt.
  *
- * Loads the model, encodes the prompt (with BOS when the vocabulary wants
- * it), feeds it in batches, then samples token by token, streaming text to
- * stdout as whole UTF-8 characters (or, with --ids, printing the prompt ids
- * and the generated ids on two lines).  Timings go to stderr.  Every bad
- * input — a missing model, a bad flag value, a prompt longer than the
- * context — is one error line and a non-zero exit, with nothing on stdout.
+ * Plans the memory of the model and context (refusing, with the
+ * breakdown, what does not fit --memory-budget), loads the model, encodes
+ * the prompt (with BOS when the vocabulary wants it), feeds it in
+ * batches, then samples token by token, streaming text to stdout as whole
+ * UTF-8 characters (or, with --ids, printing the prompt ids and the
+ * generated ids on two lines).  Timings go to stderr.  Every bad input —
+ * a missing model, a bad flag value, a prompt longer than the context, a
+ * budget too small — is one error line and a non-zero exit, with nothing
+ * on stdout.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,9 +47,9 @@ static const char run_usage[] =
     "                          (default: from the clock)\n"
     "      --ids               print the prompt ids and the generated ids (space-separated,\n"
     "                          one line each) instead of text\n"
-    "      --kv-type f16|f32   KV cache element type (default f16)\n"
-    "      --no-mmap           read the model into memory instead of mapping it\n"
-    "      --verbose           describe the model and context on stderr\n"
+    "      --kv-type f16|f32   KV cache element type (default f16)\n" CLI_MEMORY_USAGE
+    "      --verbose           describe the model and context, and print the memory table,\n"
+    "                          on stderr\n"
     "  -h, --help              show this help\n";
 
 typedef struct run_opts {
@@ -58,8 +61,8 @@ typedef struct run_opts {
     long long n_threads;
     bool ids;
     bool verbose;
-    bool no_mmap;
     bool seed_given;
+    hearth_model_params mp;
     hearth_kv_type kv_type;
     hearth_sampler_params sp;
 } run_opts;
@@ -146,13 +149,16 @@ static int parse_run_args(int argc, char **argv, run_opts *o, bool *done) {
                 cli_error("--kv-type expects f16 or f32, got '%s'", v);
                 return 2;
             }
-        } else if (!strcmp(a, "--no-mmap")) {
-            o->no_mmap = true;
         } else if (!strcmp(a, "--verbose")) {
             o->verbose = true;
         } else {
-            cli_error("unknown option '%s' for run (see hearth run --help)", a);
-            return 2;
+            bool matched;
+            int rc = cli_memory_flag(argc, argv, &i, &o->mp, &matched);
+            if (rc != 0) return rc;
+            if (!matched) {
+                cli_error("unknown option '%s' for run (see hearth run --help)", a);
+                return 2;
+            }
         }
 #undef VALUE
     }
@@ -232,6 +238,7 @@ int cli_run(int argc, char **argv) {
     o.n_predict = 256;
     o.sp = hearth_sampler_default_params();
     o.kv_type = HEARTH_KV_F16;
+    o.mp = hearth_model_default_params();
     bool done;
     int rc = parse_run_args(argc, argv, &o, &done);
     if (rc != 0 || done) return rc;
@@ -257,28 +264,45 @@ int cli_run(int argc, char **argv) {
     char *piece = NULL;
     rc = 1;
 
-    hearth_model_params mp = hearth_model_default_params();
-    mp.use_mmap = !o.no_mmap;
+    /* Plan first: a model and context that do not fit the budget (or the
+     * memlock limit) are refused before a byte of weights is read.  The
+     * first plan learns the model's context length, which sets -c's
+     * default. */
+    hearth_memory_plan plan;
+    hearth_status st = hearth_model_plan(o.model, &o.mp, NULL, &plan, &err);
+    hearth_context_params cp = hearth_context_default_params();
+    if (st == HEARTH_OK || st == HEARTH_ERR_OVER_BUDGET || st == HEARTH_ERR_OS_LIMIT) {
+        uint32_t n_train = plan.n_ctx_train;
+        cp.n_ctx = o.n_ctx ? (uint32_t)o.n_ctx : (n_train < 4096 ? n_train : 4096);
+        cp.n_threads = o.n_threads ? (int)o.n_threads : threadpool_n_cpus();
+        cp.kv_type = o.kv_type;
+        cp.n_batch = cp.n_ctx < 512 ? cp.n_ctx : 512;
+        st = hearth_model_plan(o.model, &o.mp, &cp, &plan, &err);
+    }
+    if (st != HEARTH_OK) {
+        cli_error("%s", err.msg);
+        goto out;
+    }
+
+    cli_progress progress;
+    cli_progress_init(&progress);
+    o.mp.progress = cli_progress_fn;
+    o.mp.progress_arg = &progress;
     double t_load = now_s();
-    if (hearth_model_load(o.model, &mp, &model, &err) != HEARTH_OK) {
+    if (hearth_model_load(o.model, &o.mp, &model, &err) != HEARTH_OK) {
+        cli_progress_done(&progress);
         cli_error("%s", err.msg);
         goto out;
     }
     t_load = now_s() - t_load;
+    cli_progress_done(&progress);
     const hearth_tokenizer *tok = hearth_model_tokenizer(model);
-
-    hearth_context_params cp = hearth_context_default_params();
-    uint32_t n_train = hearth_model_n_ctx_train(model);
-    cp.n_ctx = o.n_ctx ? (uint32_t)o.n_ctx : (n_train < 4096 ? n_train : 4096);
-    cp.n_threads = o.n_threads ? (int)o.n_threads : threadpool_n_cpus();
-    cp.kv_type = o.kv_type;
-    cp.n_batch = cp.n_ctx < 512 ? cp.n_ctx : 512;
 
     /* Count the prompt's tokens first, then encode into room for the prompt
      * and the whole context. */
     size_t n_prompt = 0;
-    hearth_status st = hearth_tokenize(tok, prompt, prompt_len, HEARTH_TOKENIZE_ADD_SPECIAL, NULL,
-                                       0, &n_prompt, &err);
+    st = hearth_tokenize(tok, prompt, prompt_len, HEARTH_TOKENIZE_ADD_SPECIAL, NULL, 0, &n_prompt,
+                         &err);
     if (st == HEARTH_ERR_BUFFER_TOO_SMALL) {
         ids = malloc((n_prompt + (size_t)cp.n_ctx) * sizeof *ids);
         if (!ids) {
@@ -317,6 +341,9 @@ int cli_run(int argc, char **argv) {
                 t_load * 1e3);
         fprintf(stderr, "hearth: context %u tokens, %d threads, seed %llu\n", cp.n_ctx,
                 cp.n_threads, (unsigned long long)o.sp.seed);
+        hearth_memory_report mr;
+        hearth_memory_report_get(model, &mr);
+        hearth_memory_report_print(&mr, stderr);
     }
 
     double t0 = now_s();

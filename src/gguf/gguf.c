@@ -548,10 +548,19 @@ hearth_status gguf_open_memory(const void *data, size_t size, gguf_file **out, h
 }
 
 static hearth_status read_whole(int fd, uint8_t *buf, uint64_t size, const char *path,
+                                hearth_progress_fn progress, void *progress_arg,
                                 hearth_error *err) {
-    uint64_t done = 0;
+    /* Chunks small enough for progress to move, large enough to cost nothing. */
+    const uint64_t chunk = (uint64_t)64 << 20;
+    uint64_t done = 0, reported = 0;
+    if (progress) progress("reading", 0, size, progress_arg);
     while (done < size) {
-        ssize_t r = read(fd, buf + done, (size_t)(size - done));
+        if (progress && done - reported >= chunk) {
+            progress("reading", done, size, progress_arg);
+            reported = done;
+        }
+        uint64_t want = size - done < chunk ? size - done : chunk;
+        ssize_t r = read(fd, buf + done, (size_t)want);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
             return error_set(err, HEARTH_ERR_IO, "%s: read failed at byte %llu: %s", path,
@@ -559,10 +568,16 @@ static hearth_status read_whole(int fd, uint8_t *buf, uint64_t size, const char 
         }
         done += (uint64_t)r;
     }
+    if (progress) progress("reading", size, size, progress_arg);
     return HEARTH_OK;
 }
 
 hearth_status gguf_open(const char *path, bool use_mmap, gguf_file **out, hearth_error *err) {
+    return gguf_open_progress(path, use_mmap, NULL, NULL, out, err);
+}
+
+hearth_status gguf_open_progress(const char *path, bool use_mmap, hearth_progress_fn progress,
+                                 void *progress_arg, gguf_file **out, hearth_error *err) {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return error_set(err, HEARTH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -613,7 +628,7 @@ hearth_status gguf_open(const char *path, bool use_mmap, gguf_file **out, hearth
 #endif
             f->base = p;
             f->mapped = true;
-            st = read_whole(fd, p, f->size, path, err);
+            st = read_whole(fd, p, f->size, path, progress, progress_arg, err);
         }
     }
     close(fd);

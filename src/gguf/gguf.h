@@ -94,6 +94,10 @@ typedef struct gguf_file {
 
 /* Opens and validates path.  use_mmap = false reads the file into memory. */
 hearth_status gguf_open(const char *path, bool use_mmap, gguf_file **out, hearth_error *err);
+/* gguf_open reporting ("reading", bytes done, file size) to progress (may
+ * be NULL) while a file is read into memory. */
+hearth_status gguf_open_progress(const char *path, bool use_mmap, hearth_progress_fn progress,
+                                 void *progress_arg, gguf_file **out, hearth_error *err);
 /* Validates a file image held by the caller, who keeps it alive and
  * unchanged until gguf_close (used by the fuzzer and tests). */
 hearth_status gguf_open_memory(const void *data, size_t size, gguf_file **out, hearth_error *err);

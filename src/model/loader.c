@@ -4,7 +4,8 @@
  * general.architecture, binds every weight by its llama.cpp tensor name and
  * checks its type and shape against the hyper-parameters, so the forward
  * pass never meets a tensor of the wrong size.  Everything that can be wrong
- * with a file is reported here, naming the tensor or key.
+ * with a file is reported here, naming the tensor or key.  The memory the
+ * model will hold is planned (memory.c) before the weights are read.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,8 @@ hearth_model_params hearth_model_default_params(void) {
     hearth_model_params p;
     memset(&p, 0, sizeof p);
     p.use_mmap = true;
+    p.compute_type = HEARTH_COMPUTE_FILE;
+    p.memory_budget = 0; /* HEARTH_DEFAULT_BUDGET_PERCENT of RAM */
     return p;
 }
 
@@ -325,6 +328,11 @@ static hearth_status bind_model(hearth_model *m, hearth_error *err) {
         if (st != HEARTH_OK) return st;
     }
     m->weight_bytes = bytes;
+    return HEARTH_OK;
+}
+
+void model_describe(hearth_model *m) {
+    const model_hparams *hp = &m->hp;
     char experts[64] = "";
     if (hp->n_expert > 0) {
         snprintf(experts, sizeof experts, ", %u experts (%u used, ffn %u)", hp->n_expert,
@@ -333,8 +341,15 @@ static hearth_status bind_model(hearth_model *m, hearth_error *err) {
     snprintf(m->desc, sizeof m->desc,
              "%s, %u layers, dim %u, %u/%u heads, ffn %u%s, vocab %u, %s, %.1f MiB", hp->arch,
              hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_ff, experts, hp->n_vocab,
-             dominant_type(m), (double)bytes / (1024.0 * 1024.0));
-    return HEARTH_OK;
+             dominant_type(m), (double)m->weight_bytes / (1024.0 * 1024.0));
+}
+
+hearth_status model_bind(hearth_model *m, hearth_error *err) {
+    free(m->layers);
+    m->layers = NULL;
+    memset(&m->hp, 0, sizeof m->hp);
+    hearth_status st = read_hparams(m->file, &m->hp, err);
+    return st == HEARTH_OK ? bind_model(m, err) : st;
 }
 
 hearth_status hearth_model_load(const char *path, const hearth_model_params *params,
@@ -344,17 +359,31 @@ hearth_status hearth_model_load(const char *path, const hearth_model_params *par
     if (!params) params = &defaults;
     hearth_model *m = calloc(1, sizeof *m);
     if (!m) return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
-    hearth_status st = gguf_open(path, params->use_mmap, &m->file, err);
+    /* The plan is made on a mapping, where parsing the header reads none
+     * of the weights: a model over its budget or beyond the memlock limit
+     * is refused before its bytes are read. */
+    hearth_status st = gguf_open(path, true, &m->file, err);
     if (st == HEARTH_OK) {
-        st = read_hparams(m->file, &m->hp, err);
-        if (st == HEARTH_OK) st = bind_model(m, err);
+        st = model_bind(m, err);
+        if (st == HEARTH_OK) st = model_memory_plan(m, params, err);
+        if (st == HEARTH_OK) st = model_memory_check_load(m->mem, err);
+        if (st == HEARTH_OK && !params->use_mmap) {
+            gguf_close(m->file);
+            m->file = NULL;
+            st = gguf_open_progress(path, false, params->progress, params->progress_arg, &m->file,
+                                    err);
+            if (st == HEARTH_OK) st = model_bind(m, err);
+        }
         if (st == HEARTH_OK) st = tokenizer_create(m->file, &m->tok, err);
         if (st == HEARTH_OK && hearth_tokenizer_n_vocab(m->tok) != (int32_t)m->hp.n_vocab) {
             st = error_set(err, HEARTH_ERR_BAD_MODEL,
                            "the tokenizer has %d tokens but token_embd.weight has %u rows",
                            hearth_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
         }
-        if (st != HEARTH_OK) error_prefix(err, st, "%s", path);
+        if (st == HEARTH_OK) st = model_memory_apply(m, params, err);
+        if (st == HEARTH_OK) model_describe(m);
+        /* gguf_open_progress names the file itself. */
+        if (st != HEARTH_OK && m->file) error_prefix(err, st, "%s", path);
     }
     if (st != HEARTH_OK) {
         hearth_model_free(m);
@@ -368,6 +397,7 @@ void hearth_model_free(hearth_model *m) {
     if (!m) return;
     hearth_tokenizer_free(m->tok);
     free(m->layers);
+    model_memory_free(m->mem);
     gguf_close(m->file);
     free(m);
 }

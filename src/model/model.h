@@ -2,14 +2,15 @@
  *
  * A hearth_model is what loading a GGUF file produces: the hyper-parameters
  * read from metadata, a view of every weight tensor (pointing into the
- * mapped file) whose shape has been checked against them, and the
- * tokenizer.  It is immutable after loading, so any number of contexts may
- * share it.  A hearth_context (context.c) adds the KV cache, scratch buffers
- * and threads, and runs model_forward over a batch.
+ * mapped file, or into copies cast to the compute type) whose shape has
+ * been checked against them, the tokenizer, and its memory plan.  It is immutable after loading, so
+ * any number of contexts may share it.  A hearth_context (context.c) adds the KV cache, scratch
+ * buffers and threads, and runs model_forward over a batch.
  */
 #ifndef HEARTH_MODEL_H
 #define HEARTH_MODEL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -51,7 +52,7 @@ typedef struct model_hparams {
  * for 1-D tensors one row, and for stacked experts ne2 matrices back to
  * back.  data is NULL for an optional tensor the file does not have. */
 typedef struct weight {
-    const void *data; /* into the mapped file */
+    const void *data; /* into the mapped file, or a copy cast to the compute type */
     uint32_t type;    /* hearth_dtype */
     int64_t ne0;      /* elements per row (input width) */
     int64_t ne1;      /* rows (output width) */
@@ -95,6 +96,37 @@ typedef struct layer_weights {
     weight down_shexp;     /* (n_embd rows, n_ff_shexp cols), optional */
 } layer_weights;
 
+/* ---------------------------------------------------------------- memory */
+
+/* A stretch of memory the model holds for the forward pass. */
+typedef struct mem_range {
+    uint8_t *ptr;
+    uint64_t bytes;
+} mem_range;
+
+/* What a model holds and what its contexts have reserved against the
+ * budget (memory.c).  Contexts share the model, so the counters are atomic. */
+typedef struct model_memory {
+    bool mmap, mlock, prefault;
+    uint64_t budget;            /* bytes; HEARTH_BUDGET_UNLIMITED for none */
+    bool budget_default;        /* HEARTH_DEFAULT_BUDGET_PERCENT of ram */
+    uint64_t ram;               /* MemTotal (0 unknown) */
+    hearth_dtype compute_dtype; /* HEARTH_DTYPE_COUNT: weights run as stored */
+    const char *compute_why;
+    uint64_t file_bytes;     /* the file's memory: mapping or read copy */
+    uint64_t weight_bytes;   /* tensor bytes the model binds, as stored in the file */
+    uint64_t cast_bytes;     /* the mapping holding cast copies (whole pages) */
+    uint64_t released_bytes; /* file pages given back after casting */
+    uint64_t model_bytes;    /* file - released + cast */
+    uint32_t n_cast;
+    uint8_t *cast_buf; /* (cast_bytes) every cast copy, 64-byte aligned each */
+    mem_range *kept;   /* (n_kept) the file's memory less released pages */
+    size_t n_kept;
+    _Atomic uint64_t committed; /* model_bytes + live contexts' KV and scratch */
+    _Atomic uint64_t ctx_kv, ctx_scratch;
+    _Atomic uint32_t n_contexts;
+} model_memory;
+
 struct hearth_model {
     model_hparams hp;
     gguf_file *file;
@@ -103,9 +135,34 @@ struct hearth_model {
     weight output_norm;    /* (n_embd) F32 */
     weight output;         /* (n_vocab rows, n_embd cols); token_embd when tied */
     layer_weights *layers; /* (n_layer) */
-    uint64_t weight_bytes;
+    uint64_t weight_bytes; /* bytes the weights take as the forward pass reads them (cast) */
+    model_memory *mem;     /* NULL only while loading */
     char desc[256];
 };
+
+/* Reads the hyper-parameters of m->file and binds every weight (loader.c). */
+hearth_status model_bind(hearth_model *m, hearth_error *err);
+/* Writes m->desc from the weights as they are now (loader.c). */
+void model_describe(hearth_model *m);
+
+/* Plans the memory of m, which is bound but not cast: the compute type of
+ * p, what casting costs and gives back, the budget.  Fills a new m->mem
+ * and checks nothing. */
+hearth_status model_memory_plan(hearth_model *m, const hearth_model_params *p, hearth_error *err);
+/* Checks the model's own memory against the budget and, with mlock,
+ * against RLIMIT_MEMLOCK. */
+hearth_status model_memory_check_load(const model_memory *mem, hearth_error *err);
+/* Casts the weights m->mem planned, gives back the file pages they came
+ * from, then pre-faults or locks the model's memory, reporting progress. */
+hearth_status model_memory_apply(hearth_model *m, const hearth_model_params *p, hearth_error *err);
+void model_memory_free(model_memory *mem);
+/* Locks (mlock) or, with lock false, touches for writing n bytes at p. */
+hearth_status memory_pin(void *p, uint64_t n, bool lock, hearth_error *err);
+/* Reserves kv + scratch bytes of a new context against m's budget;
+ * HEARTH_ERR_OVER_BUDGET with a breakdown when they do not fit. */
+hearth_status memory_reserve(const hearth_model *m, uint64_t kv_bytes, uint64_t scratch_bytes,
+                             const char *what, hearth_error *err);
+void memory_unreserve(const hearth_model *m, uint64_t kv_bytes, uint64_t scratch_bytes);
 
 /* ---------------------------------------------------------------- KV cache */
 
@@ -167,8 +224,20 @@ struct hearth_context {
     threadpool *pool;
     kv_cache kv;
     forward_scratch s;
-    size_t act_row_bytes; /* stride of s.act */
+    size_t act_row_bytes;   /* stride of s.act */
+    uint8_t *kv_arena;      /* (kv_bytes) one mapping holding every buffer of kv */
+    uint8_t *scratch_arena; /* (scratch_bytes) one mapping holding every buffer of s */
+    uint64_t kv_bytes, scratch_bytes;
+    bool reserved; /* kv_bytes + scratch_bytes are reserved against the model's budget */
 };
+
+/* Resolves params (0 = default for each field; NULL = all defaults) for
+ * model hp into *out, checks their ranges, and gives the exact bytes of
+ * the two mappings hearth_context_create makes: the KV cache and the
+ * scratch.  The planner and the allocator both use it. */
+hearth_status context_plan(const model_hparams *hp, const hearth_context_params *params,
+                           hearth_context_params *out, uint64_t *kv_bytes, uint64_t *scratch_bytes,
+                           hearth_error *err);
 
 /* Runs the forward pass for a validated batch, filling ctx->s.logits for
  * the rows marked in ctx->s.out_rows.  Positions and sequence ids must

@@ -17,6 +17,8 @@ const char *hearth_status_name(hearth_status status) {
     case HEARTH_ERR_BUFFER_TOO_SMALL: return "buffer too small";
     case HEARTH_ERR_BAD_INPUT: return "bad input";
     case HEARTH_ERR_INTERNAL: return "internal error";
+    case HEARTH_ERR_OVER_BUDGET: return "over memory budget";
+    case HEARTH_ERR_OS_LIMIT: return "system limit";
     }
     return "unknown status";
 }
