@@ -31,8 +31,7 @@ static const char bench_usage[] =
     "  -p, --prompt L     prompt lengths to measure, comma-separated (default 128); 0 = none\n"
     "  -n, --gen N        tokens to generate (default 128); 0 = none\n"
     "  -r, --reps R       repetitions of each measurement (default 3)\n"
-    "      --no-mmap      read the model into memory (huge pages) instead of mapping it\n"
-    "      --json         print the results as JSON instead of a table\n"
+    "      --json         print the results as JSON instead of a table\n" CLI_MEMORY_USAGE
     "  -h, --help         show this help\n";
 
 static double now_s(void) {
@@ -178,7 +177,8 @@ int cli_bench(int argc, char **argv) {
     long long threads = 0, n_gen = 128, reps = 3, v;
     uint32_t pp[16] = {128};
     int n_pp = 1;
-    bool json = false, no_mmap = false;
+    bool json = false;
+    hearth_model_params mp = hearth_model_default_params();
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *val;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -186,8 +186,7 @@ int cli_bench(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = true;
-        } else if (!strcmp(a, "--no-mmap")) {
-            no_mmap = true;
+
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (!(model_path = cli_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
@@ -209,8 +208,13 @@ int cli_bench(int argc, char **argv) {
                 if (v > 0) pp[n_pp++] = (uint32_t)v;
             }
         } else {
-            cli_error("unknown option '%s' for bench (see hearth bench --help)", a);
-            return 2;
+            bool matched;
+            int rc = cli_memory_flag(argc, argv, &i, &mp, &matched);
+            if (rc != 0) return rc;
+            if (!matched) {
+                cli_error("unknown option '%s' for bench (see hearth bench --help)", a);
+                return 2;
+            }
         }
     }
     if (!model_path) {
@@ -227,8 +231,6 @@ int cli_bench(int argc, char **argv) {
     hearth_token *tok = NULL;
     int32_t *pos = NULL, *seq = NULL;
     int rc = 1;
-    hearth_model_params mp = hearth_model_default_params();
-    mp.use_mmap = !no_mmap;
     if (hearth_model_load(model_path, &mp, &model, &err) != HEARTH_OK) {
         cli_error("%s", err.msg);
         goto out;
@@ -309,6 +311,9 @@ int cli_bench(int argc, char **argv) {
         json_decref(o);
     } else {
         printf("model: %s\n", hearth_model_desc(model));
+        hearth_memory_report mr;
+        hearth_memory_report_get(model, &mr);
+        hearth_memory_report_print(&mr, stdout);
         printf("threads %lld, kernels %s, read bandwidth %.1f GB/s, weights per token %.1f MB, "
                "peak RSS %.0f MiB\n",
                threads, cpu_kernel_name(), bw / 1e9, bytes_tok / 1e6, rss_mib);
