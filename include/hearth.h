@@ -238,6 +238,8 @@ typedef struct hearth_context_params {
     uint32_t n_seq;   /* sequences that share the KV cache */
     int n_threads;    /* 0 = one per online core */
     hearth_kv_type kv_type;
+    uint32_t n_outputs; /* most tokens of one batch that may ask for logits; 0 = n_batch
+                           (a generator needs 1: the logits take n_outputs x n_vocab floats) */
 } hearth_context_params;
 
 hearth_context_params hearth_context_default_params(void);

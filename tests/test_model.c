@@ -402,6 +402,22 @@ TEST(decode_rejects_bad_batches) {
     pos = 0;
     CHECK(hearth_decode(c, &b, &err) == HEARTH_OK);
     hearth_context_free(c);
+    /* A context made for one row of logits refuses a batch asking for two. */
+    hearth_context_params p = hearth_context_default_params();
+    p.n_ctx = 16;
+    p.n_threads = 1;
+    p.n_outputs = 1;
+    REQUIRE(hearth_context_create(m, &p, &c, &err) == HEARTH_OK);
+    hearth_token two[2] = {1, 403};
+    int32_t pos2[2] = {0, 1}, seq2[2] = {0, 0};
+    bool want2[2] = {true, true};
+    hearth_batch b2 = {2, two, pos2, seq2, want2};
+    CHECK(hearth_decode(c, &b2, &err) == HEARTH_ERR_INVALID_ARG);
+    CHECK(strstr(err.msg, "n_outputs") != NULL);
+    want2[0] = false;
+    CHECK(hearth_decode(c, &b2, &err) == HEARTH_OK);
+    CHECK(hearth_get_logits(c, 1) != NULL && hearth_get_logits(c, 0) == NULL);
+    hearth_context_free(c);
     hearth_model_free(m);
 }
 

@@ -239,6 +239,7 @@ int cli_bench(int argc, char **argv) {
     cp.n_threads = (int)threads;
     cp.n_ctx = (max_pp > (uint32_t)n_gen ? max_pp : (uint32_t)n_gen) + 8;
     cp.n_batch = max_pp < 512 ? (max_pp ? max_pp : 1) : 512;
+    cp.n_outputs = 1;
     int32_t n_vocab = hearth_model_n_vocab(model);
     tok = malloc((max_pp + 1) * sizeof *tok);
     pos = malloc((max_pp + 1) * sizeof *pos);

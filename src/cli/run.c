@@ -277,6 +277,7 @@ int cli_run(int argc, char **argv) {
         cp.n_threads = o.n_threads ? (int)o.n_threads : threadpool_n_cpus();
         cp.kv_type = o.kv_type;
         cp.n_batch = cp.n_ctx < 512 ? cp.n_ctx : 512;
+        cp.n_outputs = 1; /* only the last token's logits are sampled */
         st = hearth_model_plan(o.model, &o.mp, &cp, &plan, &err);
     }
     if (st != HEARTH_OK) {

@@ -124,10 +124,15 @@ static void layout_kv(arena *a, const model_hparams *hp, const hearth_context_pa
     kv->next = carve(a, kv->n_seq, sizeof(int32_t));
 }
 
+/* Rows of logits a context holds: n_outputs, at most n_batch. */
+static uint32_t context_n_outputs(const hearth_context_params *p) {
+    return p->n_outputs && p->n_outputs < p->n_batch ? p->n_outputs : p->n_batch;
+}
+
 /* Every scratch buffer of the forward pass, for p->n_threads threads. */
 static void layout_scratch(arena *a, const model_hparams *hp, const hearth_context_params *p,
                            forward_scratch *s, size_t *act_row_bytes) {
-    uint64_t nb = p->n_batch, n_out = p->n_batch;
+    uint64_t nb = p->n_batch, n_out = context_n_outputs(p);
     uint64_t nq = (uint64_t)hp->n_head * hp->head_dim, nk = (uint64_t)hp->n_head_kv * hp->head_dim;
     uint64_t nv = (uint64_t)hp->n_head_kv * hp->head_dim_v,
              no = (uint64_t)hp->n_head * hp->head_dim_v;
@@ -237,7 +242,7 @@ hearth_status hearth_context_create(const hearth_model *model, const hearth_cont
     }
     ctx->model = model;
     ctx->params = p;
-    ctx->n_outputs_max = p.n_batch;
+    ctx->n_outputs_max = context_n_outputs(&p);
     ctx->reserved = true;
     ctx->kv_bytes = kv_bytes;
     ctx->scratch_bytes = scratch_bytes;
@@ -346,6 +351,12 @@ hearth_status hearth_decode(hearth_context *ctx, const hearth_batch *b, hearth_e
     for (uint32_t i = 0; i < b->n; i++) {
         bool want = b->logits ? b->logits[i] : i + 1 == b->n;
         ctx->s.out_rows[i] = want ? (int32_t)n_out++ : -1;
+    }
+    if (n_out > ctx->n_outputs_max) {
+        for (uint32_t i = 0; i < b->n; i++) ctx->s.out_rows[i] = -1;
+        return error_set(err, HEARTH_ERR_INVALID_ARG,
+                         "batch asks for logits of %u tokens; the context holds %u (n_outputs)",
+                         n_out, ctx->n_outputs_max);
     }
     model_forward(ctx, b);
     for (uint32_t i = 0; i < b->n; i++) ctx->kv.len[b->seq[i]] = b->pos[i] + 1;

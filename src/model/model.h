@@ -220,7 +220,7 @@ typedef struct forward_scratch {
 struct hearth_context {
     const hearth_model *model;
     hearth_context_params params;
-    uint32_t n_outputs_max; /* rows of logits one batch can produce (= n_batch) */
+    uint32_t n_outputs_max; /* rows of logits one batch can produce (n_outputs) */
     threadpool *pool;
     kv_cache kv;
     forward_scratch s;
