@@ -6,9 +6,10 @@
 #   make fuzz       libFuzzer targets (clang) in build/fuzz/
 #   make format     rewrites sources with clang-format; make format-check only checks
 #
-# Only GNU make and a C11 compiler are required, with two libraries from
-# Debian: PCRE2 (libpcre2-dev, pre-tokenizer regexes) and jansson
-# (libjansson-dev, JSON in checkpoints and tokenizer files).
+# Only GNU make and a C11 compiler are required, with three libraries from
+# Debian: PCRE2 (libpcre2-dev, pre-tokenizer regexes), jansson
+# (libjansson-dev, JSON in checkpoints, tokenizer files and the API) and
+# libmicrohttpd (libmicrohttpd-dev, the HTTP server of `hearth serve`).
 
 CC ?= cc
 ifeq ($(origin CC),default)
@@ -19,7 +20,7 @@ WARN := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Werror
 DEFS := -D_GNU_SOURCE
 INCS := -Iinclude -Isrc
 PCRE_LIBS := -lpcre2-8
-LIBS := $(PCRE_LIBS) -ljansson -lpthread -lm
+LIBS := $(PCRE_LIBS) -ljansson -lmicrohttpd -lpthread -lm
 
 ifeq ($(SAN),1)
 BUILD := build/asan
@@ -35,7 +36,8 @@ CFLAGS_ALL := $(WARN) $(DEFS) $(INCS) $(OPT) $(CFLAGS)
 LDFLAGS_ALL := $(LDSAN) $(LDFLAGS)
 
 LIB_SRCS := $(sort $(wildcard src/util/*.c src/gguf/*.c src/kernels/*.c src/tokenizer/*.c \
-                              src/model/*.c src/sample/*.c src/convert/*.c))
+                              src/model/*.c src/sample/*.c src/convert/*.c \
+                              src/sched/*.c src/server/*.c))
 CLI_SRCS := $(sort $(wildcard src/cli/*.c))
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 BENCH_SRCS := $(sort $(wildcard bench/*.c))

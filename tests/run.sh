@@ -3,6 +3,7 @@
 # `make fuzz` (the Makefile's `test` target does all four):
 #   1. every tests/test_* program, release build;
 #   2. the same programs built with ASan+UBSan;
+#      then the server's Node.js tests (OpenAI SDK, load) on the release build;
 #   3. each fuzz target for FUZZ_SECONDS (default 60 in all) under ASan+UBSan;
 #   4. the format check.
 # Each program prints "ok   name" / "FAIL name" lines; this script counts
@@ -43,6 +44,20 @@ for build in release asan; do
         run_program "[$build]" "$bin"
     done
 done
+
+# The server through the official OpenAI SDK and under load: Node.js, with
+# the SDK pinned in tests/server/package-lock.json (npm ci installs it).
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+    mkdir -p build
+    if (cd tests/server && npm ci --no-audit --no-fund >../../build/npm-ci.log 2>&1); then
+        for t in tests/server/*.test.mjs; do run_program "[server]" "$t"; done
+    else
+        tail -n 20 build/npm-ci.log
+        record "[server] npm ci in tests/server (see build/npm-ci.log)" fail
+    fi
+else
+    record "[server] node and npm missing (tools/deps.sh installs them)" fail
+fi
 
 # Fuzzing: seeds from fuzz/corpus/<target> plus the shared models.
 fuzz_total=${FUZZ_SECONDS:-60}

@@ -18,7 +18,7 @@ static char text_path[512];
 
 /* Runs hearth eval --json and parses its output; NULL on failure. */
 static json_t *run_eval(const char *model, const char *ref) {
-    char out[512], cmd[4096], mpath[1024], rpath[1024] = "";
+    char out[512], cmd[8192], mpath[1024], rpath[1100] = "";
     snprintf(out, sizeof out, "%s/eval.json", test_tmpdir());
     snprintf(mpath, sizeof mpath, "%s", test_shared(model)); /* test_shared reuses its buffer */
     if (ref) snprintf(rpath, sizeof rpath, "--ref '%s'", test_shared(ref));
@@ -66,7 +66,7 @@ TEST(perplexity_and_kld_match_llama_cpp) {
 }
 
 TEST(bad_input) {
-    char cmd[4096], model[1024], other[1024];
+    char cmd[8192], model[1024], other[1024];
     snprintf(model, sizeof model, "%s", test_shared("models/stories260K.gguf"));
     snprintf(other, sizeof other, "%s", test_shared("vocab/ggml-vocab-gpt-2.gguf"));
     snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' -f /nonexistent.txt 2>/dev/null >/dev/null",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh — installs what building and testing hearth needs, when missing.
 #
-# On Debian 12: a C compiler and make, PCRE2 and jansson (the libraries hearth links),
+# On Debian 12: a C compiler and make, PCRE2, jansson and libmicrohttpd (the
+# libraries hearth links), Node.js and npm (the OpenAI SDK tests of the server),
 # clang with its fuzzer runtime (for the fuzz targets) and clang-format (for
 # the format check).  Does nothing when everything is present.
 set -eu
@@ -11,6 +12,9 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 [ -f /usr/include/pcre2.h ] || need+=(libpcre2-dev)
 [ -f /usr/include/jansson.h ] || need+=(libjansson-dev)
+[ -f /usr/include/microhttpd.h ] || need+=(libmicrohttpd-dev)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v clang-format >/dev/null 2>&1 || need+=(clang-format)
 ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
