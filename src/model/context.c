@@ -141,6 +141,10 @@ static void layout_scratch(arena *a, const model_hparams *hp, const hearth_conte
     /* The largest activation type is F32; size for it and any block padding. */
     *act_row_bytes = (size_t)max_u64(widest * 4, act_bytes(HEARTH_DTYPE_Q8_0, widest));
     uint64_t nth = (uint64_t)p->n_threads;
+    uint64_t ne = hp->n_expert ? hp->n_expert : 1, ku = hp->n_expert_used ? hp->n_expert_used : 1;
+    /* (token, expert) pairs of a full batch: every routed pair has its own
+     * row, so all experts of a batch run in one job (forward.c). */
+    uint64_t pairs = nb * ku;
     s->x = carve(a, nb * hp->n_embd, sizeof(float));
     s->xb = carve(a, nb * hp->n_embd, sizeof(float));
     s->q = carve(a, nb * nq, sizeof(float));
@@ -151,23 +155,22 @@ static void layout_scratch(arena *a, const model_hparams *hp, const hearth_conte
     s->hb2 = carve(a, nb * hp->n_ff, sizeof(float));
     s->rope_cos = carve(a, nb * (hp->n_rot / 2 + 1), sizeof(float));
     s->rope_sin = carve(a, nb * (hp->n_rot / 2 + 1), sizeof(float));
-    s->act = carve(a, nb, *act_row_bytes);
+    s->act = carve(a, pairs, *act_row_bytes);
     s->scores = carve(a, nth * p->n_ctx, sizeof(float));
     s->qh = carve(a, nth * hp->head_dim, sizeof(uint16_t));
     s->out_x = carve(a, n_out * hp->n_embd, sizeof(float));
     s->out_rows = carve(a, nb, sizeof(int32_t));
     s->logits = carve(a, n_out * hp->n_vocab, sizeof(float));
     s->ffn_out = carve(a, nb * hp->n_embd, sizeof(float));
-    uint64_t ne = hp->n_expert ? hp->n_expert : 1, ku = hp->n_expert_used ? hp->n_expert_used : 1;
     s->router = carve(a, nb * ne, sizeof(float));
     s->sel = carve(a, nb * ku, sizeof(int32_t));
     s->sel_w = carve(a, nb * ku, sizeof(float));
     s->exp_count = carve(a, ne, sizeof(int32_t));
     s->exp_rows = carve(a, ne * nb, sizeof(int32_t));
-    s->moe_in = carve(a, nb * hp->n_embd, sizeof(float));
-    s->moe_g = carve(a, nb * ff_moe, sizeof(float));
-    s->moe_u = carve(a, nb * ff_moe, sizeof(float));
-    s->moe_out = carve(a, nb * hp->n_embd, sizeof(float));
+    s->moe_in = carve(a, pairs * hp->n_embd, sizeof(float));
+    s->moe_g = carve(a, pairs * ff_moe, sizeof(float));
+    s->moe_u = carve(a, pairs * ff_moe, sizeof(float));
+    s->moe_out = carve(a, pairs * hp->n_embd, sizeof(float));
     s->shexp_gate = carve(a, nb, sizeof(float));
 }
 

@@ -410,11 +410,12 @@ static void moe_route(hearth_context *ctx, const layer_weights *l, int64_t n) {
 
 /* The mixture-of-experts feed-forward of s->xb into s->ffn_out.  Tokens are
  * grouped by expert so each expert's weights are read once per batch. */
-/* The routed experts of a batch whose n x k (token, expert) pairs fit the
- * scratch rows: the pairs are laid out expert by expert, every expert's
- * gate and up products run as one parallel job, then every down product
- * as another — two thread meetings per layer instead of three per expert,
- * which is what decoding one token through 8 of 128 experts needs. */
+/* The routed experts of a batch: its n x k (token, expert) pairs are laid
+ * out expert by expert, every expert's gate and up products run as one
+ * parallel job, then every down product as another — two thread meetings
+ * per layer instead of three per expert, which is what decoding one token
+ * through 8 of 128 experts needs; in prefill each expert's weights still
+ * stream once for all its tokens. */
 static void moe_experts_fused(hearth_context *ctx, const layer_weights *l, int64_t n) {
     const model_hparams *hp = &ctx->model->hp;
     forward_scratch *s = &ctx->s;
@@ -485,31 +486,12 @@ static void moe_experts_fused(hearth_context *ctx, const layer_weights *l, int64
 static void moe_ffn(hearth_context *ctx, const layer_weights *l, int64_t n) {
     const model_hparams *hp = &ctx->model->hp;
     forward_scratch *s = &ctx->s;
-    const int64_t e = hp->n_embd, k = hp->n_expert_used;
+    const int64_t e = hp->n_embd;
     double t0 = phase_begin();
     moe_route(ctx, l, n);
     phase_end(PH_ROUTER, t0);
     memset(s->ffn_out, 0, (size_t)(n * e) * sizeof *s->ffn_out);
-    if (n * k <= (int64_t)ctx->params.n_batch) {
-        moe_experts_fused(ctx, l, n);
-    } else {
-        for (int64_t x = 0; x < (int64_t)hp->n_expert; x++) {
-            int64_t cnt = s->exp_count[x];
-            if (cnt == 0) continue;
-            const int32_t *rows = s->exp_rows + x * ctx->params.n_batch;
-            for (int64_t i = 0; i < cnt; i++) {
-                memcpy(s->moe_in + i * e, s->xb + (rows[i] / k) * e, (size_t)e * sizeof(float));
-            }
-            weight gate = weight_expert(&l->gate_exps, x), up = weight_expert(&l->up_exps, x);
-            weight down = weight_expert(&l->down_exps, x);
-            swiglu_ffn(ctx, &gate, &up, &down, s->moe_in, s->moe_g, s->moe_u, s->moe_out, cnt);
-            for (int64_t i = 0; i < cnt; i++) {
-                float w = s->sel_w[rows[i]];
-                float *dst = s->ffn_out + (rows[i] / k) * e;
-                for (int64_t d = 0; d < e; d++) dst[d] += w * s->moe_out[i * e + d];
-            }
-        }
-    }
+    moe_experts_fused(ctx, l, n);
     if (!l->gate_shexp.data) return;
     /* The shared expert sees every token, scaled by a sigmoid gate when present. */
     swiglu_ffn(ctx, &l->gate_shexp, &l->up_shexp, &l->down_shexp, s->xb, s->moe_g, s->moe_u,
