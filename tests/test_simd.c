@@ -35,7 +35,7 @@ typedef struct variant {
     gemm_fn gemm;
 } variant;
 
-enum { MAXN = 4096 + 96 };
+enum { MAXN = 4096 + 256 };
 
 /* Compares a dot variant with the reference for size n; returns the
  * relative error against the sum of |products|. */
@@ -47,11 +47,7 @@ static double check_dot(const variant *v, int64_t n, bool *ok) {
         a[i] = rnd() * 4.0f;
     }
     const kernel_traits *ref = kernel_traits_ref(v->w_type);
-    if (v->w_type == HEARTH_DTYPE_Q4_0) {
-        quantize_row_q4_0_ref(w, wq, n);
-    } else {
-        ref->quantize_act(w, wq, n); /* F32, F16, BF16, Q8_0: the weight format itself */
-    }
+    kernel_weight_quantizer(v->w_type)(w, wq, n);
     ref->quantize_act(a, aq_ref, n);
     v->quant_act(a, aq, n);
     double want = ref->vec_dot(n, wq, aq_ref), got = v->dot(n, wq, aq);
@@ -125,6 +121,42 @@ TEST(dot_q8_0) {
 #endif
 }
 
+/* K-quants: whole super-blocks, odd counts of them, and 4096 + 256 (a
+ * tail after a power of two). */
+static const int64_t k_sizes[] = {256, 512, 768, 1280, 1792, 4352};
+
+TEST(dot_k_quants) {
+    const cpu_features *f = cpu_get_features();
+#if defined(__x86_64__)
+    variant vs[] = {
+        {"q4_K . q8_K avx2", f->avx2, HEARTH_DTYPE_Q4_K, quantize_row_q8_K_avx2,
+         vec_dot_q4_K_q8_K_avx2, NULL},
+        {"q4_K . q8_K avx512-vnni", f->avx512_vnni, HEARTH_DTYPE_Q4_K, quantize_row_q8_K_avx512,
+         vec_dot_q4_K_q8_K_avx512, NULL},
+        {"q5_K . q8_K avx2", f->avx2, HEARTH_DTYPE_Q5_K, quantize_row_q8_K_ref,
+         vec_dot_q5_K_q8_K_avx2, NULL},
+        {"q5_K . q8_K avx512-vnni", f->avx512_vnni, HEARTH_DTYPE_Q5_K, quantize_row_q8_K_ref,
+         vec_dot_q5_K_q8_K_avx512, NULL},
+        {"q6_K . q8_K avx2", f->avx2, HEARTH_DTYPE_Q6_K, quantize_row_q8_K_ref,
+         vec_dot_q6_K_q8_K_avx2, NULL},
+        {"q6_K . q8_K avx512-vnni", f->avx512_vnni, HEARTH_DTYPE_Q6_K, quantize_row_q8_K_ref,
+         vec_dot_q6_K_q8_K_avx512, NULL},
+    };
+    run_variants(vs, sizeof vs / sizeof vs[0], k_sizes, sizeof k_sizes / sizeof k_sizes[0]);
+    /* and the mixes' 32-element fallbacks */
+    variant fb[] = {
+        {"q5_0 . q8_0 avx2", f->avx2, HEARTH_DTYPE_Q5_0, quantize_row_q8_0_ref,
+         vec_dot_q5_0_q8_0_avx2, NULL},
+        {"q5_1 . q8_0 avx2", f->avx2, HEARTH_DTYPE_Q5_1, quantize_row_q8_0_ref,
+         vec_dot_q5_1_q8_0_avx2, NULL},
+    };
+    run_variants(fb, sizeof fb / sizeof fb[0], quant_sizes,
+                 sizeof quant_sizes / sizeof quant_sizes[0]);
+#else
+    (void)f;
+#endif
+}
+
 TEST(dot_float_types) {
     const cpu_features *f = cpu_get_features();
 #if defined(__x86_64__)
@@ -192,6 +224,43 @@ TEST(activation_quantizers_match_reference) {
 #endif
 }
 
+/* The Q8_K activation quantizers write the reference's bytes too, on
+ * heavy-tailed data, exact ties, zero blocks and a block whose largest
+ * magnitude occurs with both signs. */
+TEST(q8_K_quantizers_match_reference) {
+    const cpu_features *f = cpu_get_features();
+#if defined(__x86_64__)
+    enum { N = QK_K * 9 };
+    static float x[N];
+    static block_q8_K r[N / QK_K], s[N / QK_K];
+    for (int i = 0; i < N; i++) x[i] = rnd() * 3.0f;
+    for (int i = 0; i < 64; i++) x[i] = (float)(i - 32) * 0.5f;
+    memset(x + QK_K, 0, QK_K * sizeof(float));
+    x[2 * QK_K + 5] = -7.0f;
+    x[2 * QK_K + 9] = 7.0f;
+    for (int i = 3 * QK_K; i < 4 * QK_K; i++) x[i] *= 1e-30f;
+    struct {
+        const char *name;
+        bool available;
+        quantize_row_fn fn;
+    } qs[] = {{"q8_K avx2", f->avx2, quantize_row_q8_K_avx2},
+              {"q8_K avx512", f->avx512_vnni, quantize_row_q8_K_avx512}};
+    for (size_t k = 0; k < sizeof qs / sizeof qs[0]; k++) {
+        if (!qs[k].available) continue;
+        for (int nb = 1; nb <= N / QK_K; nb += 4) {
+            memset(r, 0xAA, sizeof r);
+            memset(s, 0x55, sizeof s);
+            quantize_row_q8_K_ref(x, r, (int64_t)nb * QK_K);
+            qs[k].fn(x, s, (int64_t)nb * QK_K);
+            CHECKF(memcmp(r, s, (size_t)nb * sizeof r[0]) == 0, "%s, %d blocks: bytes differ",
+                   qs[k].name, nb);
+        }
+    }
+#else
+    (void)f;
+#endif
+}
+
 /* Prefill tiles equal the dot kernel they stand for, for full and partial tiles. */
 TEST(gemm_tiles_match_dots) {
     const cpu_features *f = cpu_get_features();
@@ -229,6 +298,67 @@ TEST(gemm_tiles_match_dots) {
                         CHECKF(fabsf(y[c][r] - want) <= 1e-4f * (fabsf(want) + 1.0f),
                                "tile %d %dx%d [%d][%d]: %g vs %g", k, nr, nc, r, c, (double)y[c][r],
                                (double)want);
+                    }
+                }
+            }
+        }
+    }
+#else
+    (void)f;
+#endif
+}
+
+/* K-quant tiles: every nr x nc up to 4 x 4 equals the dot kernel, at one
+ * super-block and at several. */
+TEST(k_quant_tiles_match_dots) {
+    const cpu_features *f = cpu_get_features();
+#if defined(__x86_64__)
+    if (!f->avx512_vnni) {
+        printf("  (no AVX-512 VNNI: no K-quant tiles to test)\n");
+        return;
+    }
+    enum { N = QK_K * 3, R = 4, C = 4 };
+    static float w[R][N], a[C][N];
+    static uint8_t wq[R][N], aq[C][N * 2];
+    const struct {
+        uint32_t type;
+        gemm_fn tile;
+        vec_dot_fn dot;
+    } ks[] = {{HEARTH_DTYPE_Q4_K, gemm_q4_K_q8_K_avx512, vec_dot_q4_K_q8_K_avx512},
+              {HEARTH_DTYPE_Q5_K, gemm_q5_K_q8_K_avx512, vec_dot_q5_K_q8_K_avx512},
+              {HEARTH_DTYPE_Q6_K, gemm_q6_K_q8_K_avx512, vec_dot_q6_K_q8_K_avx512}};
+    const int64_t sizes[] = {QK_K, N};
+    for (size_t k = 0; k < sizeof ks / sizeof ks[0]; k++) {
+        for (size_t si = 0; si < 2; si++) {
+            int64_t n = sizes[si];
+            for (int r = 0; r < R; r++) {
+                for (int i = 0; i < n; i++) w[r][i] = rnd();
+                kernel_weight_quantizer(ks[k].type)(w[r], wq[r], n);
+            }
+            for (int c = 0; c < C; c++) {
+                for (int i = 0; i < n; i++) a[c][i] = rnd();
+                quantize_row_q8_K_avx512(a[c], aq[c], n);
+            }
+            for (int nr = 1; nr <= R; nr++) {
+                for (int nc = 1; nc <= C; nc++) {
+                    float y[C][R];
+                    memset(y, 0, sizeof y);
+                    ks[k].tile(n, wq[0], sizeof wq[0], nr, aq[0], sizeof aq[0], nc, &y[0][0], R);
+                    for (int c = 0; c < nc; c++) {
+                        for (int r = 0; r < nr; r++) {
+                            /* The tile may sum in another order than the dot:
+                             * bound the difference by the products' magnitude. */
+                            static float wd[N], ad[N];
+                            kernel_traits_ref(ks[k].type)->dequantize(wq[r], wd, n);
+                            dequantize_row_q8_K_ref(aq[c], ad, n);
+                            double mag = 0;
+                            for (int i = 0; i < n; i++) mag += fabs((double)wd[i] * ad[i]);
+                            float want = ks[k].dot(n, wq[r], aq[c]);
+                            CHECKF(fabs(y[c][r] - want) <= 1e-6 * mag,
+                                   "%s tile %dx%d [%d][%d]: %g vs %g",
+                                   hearth_dtype_name(ks[k].type), nr, nc, r, c, (double)y[c][r],
+                                   (double)want);
+                        }
                     }
                 }
             }
@@ -288,9 +418,12 @@ int main(int argc, char **argv) {
     printf("  kernels in use: %s\n", cpu_kernel_name());
     RUN(dot_q4_0);
     RUN(dot_q8_0);
+    RUN(dot_k_quants);
     RUN(dot_float_types);
     RUN(activation_quantizers_match_reference);
+    RUN(q8_K_quantizers_match_reference);
     RUN(gemm_tiles_match_dots);
+    RUN(k_quant_tiles_match_dots);
     RUN(attention_matches_reference);
     return test_finish();
 }

@@ -13,6 +13,7 @@ int cli_convert(int argc, char **argv);
 int cli_synth(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_quantize(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 
 /* Prints "hearth: error: <msg>" to stderr (one line). */

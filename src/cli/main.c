@@ -21,6 +21,7 @@ static const char usage[] =
     "  synth    write a random-weight model of a real shape (hearth synth --help)\n"
     "  bench    measure prompt and generation speed (hearth bench --help)\n"
     "  eval     perplexity and KL divergence against a reference (hearth eval --help)\n"
+    "  quantize quantize an F32/F16/BF16 model (hearth quantize --help)\n"
     "\n"
     "options:\n"
     "  -h, --help      show this help\n"
@@ -103,6 +104,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "synth")) return cli_synth(argc - 2, argv + 2);
     if (!strcmp(cmd, "bench")) return cli_bench(argc - 2, argv + 2);
     if (!strcmp(cmd, "eval")) return cli_eval(argc - 2, argv + 2);
+    if (!strcmp(cmd, "quantize")) return cli_quantize(argc - 2, argv + 2);
     cli_error("unknown command '%s' (see hearth --help)", cmd);
     return 2;
 }

@@ -20,7 +20,8 @@ static const char synth_usage[] =
     "  llama-d512       llama, 8 layers, dim 512, 8/4 heads of 64, ffn 1536, vocab 32000\n"
     "\n"
     "options (override the preset):\n"
-    "  --type T          weight type: f32, f16, bf16, q8_0, q4_0 (default q4_0)\n"
+    "  --type T          weight type: f32, f16, bf16, q8_0, q6_k, q5_k, q4_k, q4_0\n"
+    "                    (default q4_0; K-quants need widths that are multiples of 256)\n"
     "  --arch A          llama, qwen3 or qwen3moe\n"
     "  --layers N, --dim D, --heads H, --kv-heads K, --head-dim S, --ffn F,\n"
     "  --experts E, --experts-used K, --expert-ffn F, --vocab V, --ctx N\n"
@@ -68,11 +69,10 @@ int cli_synth(int argc, char **argv) {
             const struct {
                 const char *n;
                 uint32_t t;
-            } types[] = {{"f32", HEARTH_DTYPE_F32},
-                         {"f16", HEARTH_DTYPE_F16},
-                         {"bf16", HEARTH_DTYPE_BF16},
-                         {"q8_0", HEARTH_DTYPE_Q8_0},
-                         {"q4_0", HEARTH_DTYPE_Q4_0}};
+            } types[] = {{"f32", HEARTH_DTYPE_F32},   {"f16", HEARTH_DTYPE_F16},
+                         {"bf16", HEARTH_DTYPE_BF16}, {"q8_0", HEARTH_DTYPE_Q8_0},
+                         {"q4_0", HEARTH_DTYPE_Q4_0}, {"q6_k", HEARTH_DTYPE_Q6_K},
+                         {"q5_k", HEARTH_DTYPE_Q5_K}, {"q4_k", HEARTH_DTYPE_Q4_K}};
             bool found = false;
             for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
                 if (!strcmp(v, types[k].n)) {
@@ -81,7 +81,9 @@ int cli_synth(int argc, char **argv) {
                 }
             }
             if (!found) {
-                cli_error("--type expects f32, f16, bf16, q8_0 or q4_0, got '%s'", v);
+                cli_error("--type expects f32, f16, bf16, q8_0, q6_k, q5_k, q4_k or q4_0, got "
+                          "'%s'",
+                          v);
                 return 2;
             }
         } else if (!strcmp(a, "--arch")) {

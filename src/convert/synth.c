@@ -60,6 +60,56 @@ static uint64_t name_seed(const char *s, uint64_t base) {
     return h ? h : 1;
 }
 
+/* Random bytes in the layout of a K-quant: every sub-block scale (and
+ * min) 32, quants uniform, the super-block scale set for a std of
+ * t->scale around 0 (quantizing floats would take minutes for the large
+ * presets). */
+static void fill_random_bytes(rng *r, uint8_t *p, size_t n) {
+    for (size_t k = 0; k < n; k += 8) {
+        uint64_t x = rng_next(r);
+        memcpy(p + k, &x, n - k < 8 ? n - k : 8);
+    }
+}
+
+static void fill_kquant(const synth_tensor *t, rng *r, void *buf, uint64_t nbytes) {
+    uint64_t nb = nbytes / dtype_block_bytes(t->type);
+    /* 6-bit scale and min of 32 for all 8 sub-blocks, packed as quant.h says. */
+    static const uint8_t scales32[K_SCALE_SIZE] = {0xa0, 0xa0, 0xa0, 0xa0, 0xa0, 0xa0,
+                                                   0xa0, 0xa0, 0,    0,    0,    0};
+    if (t->type == HEARTH_DTYPE_Q4_K || t->type == HEARTH_DTYPE_Q5_K) {
+        bool q5 = t->type == HEARTH_DTYPE_Q5_K;
+        /* quants uniform on [0, 15] (mean 7.5, std 4.6) or [0, 31] (15.5, 9.2) */
+        float d = t->scale / (32.0f * (q5 ? 9.23f : 4.61f)), mean = q5 ? 15.5f : 7.5f;
+        hearth_fp16 dh = hearth_f32_to_fp16(d), mh = hearth_f32_to_fp16(d * mean);
+        for (uint64_t i = 0; i < nb; i++) {
+            if (q5) {
+                block_q5_K *b = (block_q5_K *)buf + i;
+                b->d = dh;
+                b->dmin = mh;
+                memcpy(b->scales, scales32, sizeof scales32);
+                fill_random_bytes(r, b->qh, sizeof b->qh);
+                fill_random_bytes(r, b->qs, sizeof b->qs);
+            } else {
+                block_q4_K *b = (block_q4_K *)buf + i;
+                b->d = dh;
+                b->dmin = mh;
+                memcpy(b->scales, scales32, sizeof scales32);
+                fill_random_bytes(r, b->qs, sizeof b->qs);
+            }
+        }
+        return;
+    }
+    /* Q6_K: q - 32 uniform on [-32, 31], std 18.5 */
+    hearth_fp16 dh = hearth_f32_to_fp16(t->scale / (32.0f * 18.5f));
+    for (uint64_t i = 0; i < nb; i++) {
+        block_q6_K *b = (block_q6_K *)buf + i;
+        fill_random_bytes(r, b->ql, sizeof b->ql);
+        fill_random_bytes(r, b->qh, sizeof b->qh);
+        memset(b->scales, 32, sizeof b->scales);
+        b->d = dh;
+    }
+}
+
 static hearth_status fill_synth(void *arg, void *buf, uint64_t nbytes, hearth_error *err) {
     const synth_tensor *t = arg;
     rng r = {t->seed};
@@ -96,14 +146,19 @@ static hearth_status fill_synth(void *arg, void *buf, uint64_t nbytes, hearth_er
         }
         return HEARTH_OK;
     }
+    if (t->type == HEARTH_DTYPE_Q4_K || t->type == HEARTH_DTYPE_Q5_K ||
+        t->type == HEARTH_DTYPE_Q6_K) {
+        fill_kquant(t, &r, buf, nbytes);
+        return HEARTH_OK;
+    }
     /* Other types: float rows quantized with the reference kernels. */
-    const kernel_traits *kt = kernel_traits_get(t->type);
+    quantize_row_fn quant = kernel_weight_quantizer(t->type);
     float *row = malloc((size_t)cols * sizeof *row);
     if (!row) return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
     uint64_t rb = dtype_row_bytes(t->type, cols);
     for (uint64_t i = 0; i < rows; i++) {
         for (uint64_t c = 0; c < cols; c++) row[c] = t->scale * rng_normal(&r);
-        kt->quantize_act(row, out + i * rb, (int64_t)cols);
+        quant(row, out + i * rb, (int64_t)cols);
     }
     free(row);
     return HEARTH_OK;

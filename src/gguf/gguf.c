@@ -603,9 +603,6 @@ hearth_status gguf_open_progress(const char *path, bool use_mmap, hearth_progres
         st = error_set(err, HEARTH_ERR_BAD_MODEL, "%s: not a GGUF file: the file is empty", path);
     } else if (use_mmap) {
         void *p = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
-#ifdef MADV_HUGEPAGE
-        if (p != MAP_FAILED) madvise(p, (size_t)f->size, MADV_HUGEPAGE);
-#endif
         if (p == MAP_FAILED) {
             st = error_set(err, HEARTH_ERR_IO, "%s: mmap of %llu bytes failed: %s", path,
                            (unsigned long long)f->size, strerror(errno));

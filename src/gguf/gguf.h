@@ -160,6 +160,10 @@ hearth_status gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type ele
 /* An array of n strings; lens may be NULL for NUL-terminated strings. */
 hearth_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *strs,
                                       const uint64_t *lens, uint64_t n, hearth_error *err);
+/* Copies one metadata entry of a file opened with gguf_open (any type,
+ * arrays of arrays included) under its own key.  general.alignment, when
+ * copied, sets the writer's alignment as gguf_writer_set_u32 does. */
+hearth_status gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv, hearth_error *err);
 /* Adds a tensor of type with n_dims dims ne[]; data holds its bytes. */
 hearth_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type,
                                      uint32_t n_dims, const uint64_t *ne, const void *data,

@@ -173,6 +173,82 @@ hearth_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const cha
     return HEARTH_OK;
 }
 
+/* Bytes taken in the file by the elements of an array value that starts
+ * at p (element type and count already read), for arrays of strings or of
+ * arrays.  The file was validated by gguf_open, so the walk stays inside. */
+static uint64_t array_span(gguf_type elem, uint64_t n, const uint8_t *p) {
+    uint64_t off = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t len;
+        if (elem == GGUF_TYPE_STRING) {
+            memcpy(&len, p + off, 8);
+            off += 8 + len;
+            continue;
+        }
+        uint32_t inner;
+        memcpy(&inner, p + off, 4);
+        memcpy(&len, p + off + 4, 8);
+        off += 12;
+        uint32_t size = gguf_type_size((gguf_type)inner);
+        off += size ? len * size : array_span((gguf_type)inner, len, p + off);
+    }
+    return off;
+}
+
+hearth_status gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv, hearth_error *err) {
+    char *key = malloc((size_t)kv->key.len + 1);
+    if (!key) return nomem(err);
+    gguf_str_copy(kv->key, key, (size_t)kv->key.len + 1);
+    hearth_status st = HEARTH_OK;
+    uint32_t size = gguf_type_size(kv->type);
+    if (kv->type == GGUF_TYPE_UINT32) {
+        st = gguf_writer_set_u32(w, key, (uint32_t)kv->v.u64, err); /* may set the alignment */
+    } else if (size > 0) {
+        /* The value union holds it widened; the file's little-endian bytes
+         * are its low bytes (floats are re-narrowed). */
+        uint8_t raw[8];
+        if (kv->type == GGUF_TYPE_FLOAT32) {
+            float f = (float)kv->v.f64;
+            memcpy(raw, &f, 4);
+        } else if (kv->type == GGUF_TYPE_FLOAT64) {
+            memcpy(raw, &kv->v.f64, 8);
+        } else {
+            memcpy(raw, &kv->v.u64, 8);
+        }
+        st = kv_scalar(w, key, kv->type, raw, err);
+    } else if (kv->type == GGUF_TYPE_STRING) {
+        st = kv_begin(w, key, GGUF_TYPE_STRING, err);
+        if (st == HEARTH_OK && !bytes_str(&w->kv, kv->v.str.ptr, kv->v.str.len)) st = nomem(err);
+    } else {
+        gguf_type elem = kv->v.arr.type;
+        uint32_t esize = gguf_type_size(elem);
+        uint64_t span = 0;
+        if (elem == GGUF_TYPE_STRING) {
+            for (uint64_t i = 0; i < kv->v.arr.n; i++) span += 8 + kv->v.arr.strs[i].len;
+        } else {
+            span = esize ? kv->v.arr.n * esize : array_span(elem, kv->v.arr.n, kv->v.arr.data);
+        }
+        st = kv_begin(w, key, GGUF_TYPE_ARRAY, err);
+        if (st == HEARTH_OK &&
+            (!bytes_u32(&w->kv, (uint32_t)elem) || !bytes_u64(&w->kv, kv->v.arr.n))) {
+            st = nomem(err);
+        }
+        if (st == HEARTH_OK && elem == GGUF_TYPE_STRING) {
+            for (uint64_t i = 0; i < kv->v.arr.n && st == HEARTH_OK; i++) {
+                if (!bytes_str(&w->kv, kv->v.arr.strs[i].ptr, kv->v.arr.strs[i].len)) {
+                    st = nomem(err);
+                }
+            }
+        } else if (st == HEARTH_OK && span > SIZE_MAX) {
+            st = nomem(err);
+        } else if (st == HEARTH_OK && !bytes_put(&w->kv, kv->v.arr.data, (size_t)span)) {
+            st = nomem(err);
+        }
+    }
+    free(key);
+    return st;
+}
+
 static hearth_status add_pending(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                                  const uint64_t *ne, const void *data, gguf_fill_fn fill,
                                  void *fill_arg, hearth_error *err) {

@@ -188,6 +188,26 @@ static void build(void) {
             t->gemm = gemm_q8_0_q8x4_avx512;
         }
     }
+    /* Q5_0 / Q5_1 (mixes' fallbacks) keep the reference's Q8_0 activations. */
+    if ((t = entry(HEARTH_DTYPE_Q5_0))) t->vec_dot = vec_dot_q5_0_q8_0_avx2;
+    if ((t = entry(HEARTH_DTYPE_Q5_1))) t->vec_dot = vec_dot_q5_1_q8_0_avx2;
+    /* K-quants keep the reference's Q8_K activations (the same bytes). */
+    quantize_row_fn q8k = vnni ? quantize_row_q8_K_avx512 : quantize_row_q8_K_avx2;
+    if ((t = entry(HEARTH_DTYPE_Q4_K))) {
+        t->quantize_act = q8k;
+        t->vec_dot = vnni ? vec_dot_q4_K_q8_K_avx512 : vec_dot_q4_K_q8_K_avx2;
+        t->gemm = vnni ? gemm_q4_K_q8_K_avx512 : NULL;
+    }
+    if ((t = entry(HEARTH_DTYPE_Q5_K))) {
+        t->quantize_act = q8k;
+        t->vec_dot = vnni ? vec_dot_q5_K_q8_K_avx512 : vec_dot_q5_K_q8_K_avx2;
+        t->gemm = vnni ? gemm_q5_K_q8_K_avx512 : NULL;
+    }
+    if ((t = entry(HEARTH_DTYPE_Q6_K))) {
+        t->quantize_act = q8k;
+        t->vec_dot = vnni ? vec_dot_q6_K_q8_K_avx512 : vec_dot_q6_K_q8_K_avx2;
+        t->gemm = vnni ? gemm_q6_K_q8_K_avx512 : NULL;
+    }
     if ((t = entry(HEARTH_DTYPE_F32))) {
         t->vec_dot = wide ? vec_dot_f32_f32_avx512 : vec_dot_f32_f32_avx2;
         t->axpy = wide ? axpy_f32_avx512 : axpy_f32_avx2;

@@ -4,8 +4,8 @@
  * and CUDA variants are tested against.  A matrix-vector product multiplies
  * weight rows of some type by an activation row that was first converted to
  * the weight type's "activation type" (Q8_0 for the 4- and 8-bit quants,
- * F16 for F16, BF16 for BF16, F32 for F32), so the inner loop is a dot
- * product of two rows in packed form.
+ * Q8_K for the K-quants, F16 for F16, BF16 for BF16, F32 for F32), so the
+ * inner loop is a dot product of two rows in packed form.
  */
 #ifndef HEARTH_KERNELS_H
 #define HEARTH_KERNELS_H
@@ -74,6 +74,34 @@ void quantize_row_f16_ref(const float *x, void *y, int64_t n);
 void quantize_row_bf16_ref(const float *x, void *y, int64_t n);
 void quantize_row_q8_0_ref(const float *x, void *y, int64_t n);
 void quantize_row_q4_0_ref(const float *x, void *y, int64_t n);
+
+/* The quantizer that writes weights of type: the reference one, which
+ * gives the bytes llama.cpp's quantizer gives (for the K-quants, its plain
+ * quantizer without an importance matrix).  NULL for a type hearth cannot
+ * write.  Rows must be whole blocks of the type. */
+quantize_row_fn kernel_weight_quantizer(uint32_t type);
+
+/* ---- Q5_0, Q5_1 (q5.c): the K-quant mixes' fallbacks ---- */
+void dequantize_row_q5_0_ref(const void *x, float *y, int64_t n);
+void dequantize_row_q5_1_ref(const void *x, float *y, int64_t n);
+void quantize_row_q5_0_ref(const float *x, void *y, int64_t n);
+void quantize_row_q5_1_ref(const float *x, void *y, int64_t n);
+float vec_dot_q5_0_q8_0_ref(int64_t n, const void *w, const void *a);
+float vec_dot_q5_1_q8_0_ref(int64_t n, const void *w, const void *a);
+
+/* ---- K-quants (kquants.c) ---- */
+void dequantize_row_q4_K_ref(const void *x, float *y, int64_t n);
+void dequantize_row_q5_K_ref(const void *x, float *y, int64_t n);
+void dequantize_row_q6_K_ref(const void *x, float *y, int64_t n);
+void dequantize_row_q8_K_ref(const void *x, float *y, int64_t n);
+void quantize_row_q4_K_ref(const float *x, void *y, int64_t n);
+void quantize_row_q5_K_ref(const float *x, void *y, int64_t n);
+void quantize_row_q6_K_ref(const float *x, void *y, int64_t n);
+void quantize_row_q8_K_ref(const float *x, void *y, int64_t n);
+float vec_dot_q4_K_q8_K_ref(int64_t n, const void *w, const void *a);
+float vec_dot_q5_K_q8_K_ref(int64_t n, const void *w, const void *a);
+float vec_dot_q6_K_q8_K_ref(int64_t n, const void *w, const void *a);
+float vec_dot_q8_K_q8_K_ref(int64_t n, const void *w, const void *a);
 
 float vec_dot_f32_f32_ref(int64_t n, const void *w, const void *a);
 float vec_dot_f16_f16_ref(int64_t n, const void *w, const void *a);

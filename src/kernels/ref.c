@@ -1,4 +1,5 @@
-/* ref.c — scalar reference kernels for F32, F16, BF16, Q8_0 and Q4_0.
+/* ref.c — scalar reference kernels for F32, F16, BF16, Q8_0 and Q4_0 (the
+ * K-quants' are in kquants.c), and the reference traits table.
  *
  * These define what the numbers mean.  They follow the GGUF block formats
  * exactly, including how a block's scale is chosen when quantizing, so that
@@ -207,7 +208,54 @@ static const kernel_traits traits_table[] = {
      vec_dot_q8_0_q8_0_ref, NULL, NULL},
     {HEARTH_DTYPE_Q4_0, HEARTH_DTYPE_Q8_0, dequantize_row_q4_0_ref, quantize_row_q8_0_ref,
      vec_dot_q4_0_q8_0_ref, NULL, NULL},
+    {.type = HEARTH_DTYPE_Q5_0,
+     .act_type = HEARTH_DTYPE_Q8_0,
+     .dequantize = dequantize_row_q5_0_ref,
+     .quantize_act = quantize_row_q8_0_ref,
+     .vec_dot = vec_dot_q5_0_q8_0_ref},
+    {.type = HEARTH_DTYPE_Q5_1,
+     .act_type = HEARTH_DTYPE_Q8_0,
+     .dequantize = dequantize_row_q5_1_ref,
+     .quantize_act = quantize_row_q8_0_ref,
+     .vec_dot = vec_dot_q5_1_q8_0_ref},
+    {.type = HEARTH_DTYPE_Q4_K,
+     .act_type = HEARTH_DTYPE_Q8_K,
+     .dequantize = dequantize_row_q4_K_ref,
+     .quantize_act = quantize_row_q8_K_ref,
+     .vec_dot = vec_dot_q4_K_q8_K_ref},
+    {.type = HEARTH_DTYPE_Q5_K,
+     .act_type = HEARTH_DTYPE_Q8_K,
+     .dequantize = dequantize_row_q5_K_ref,
+     .quantize_act = quantize_row_q8_K_ref,
+     .vec_dot = vec_dot_q5_K_q8_K_ref},
+    {.type = HEARTH_DTYPE_Q6_K,
+     .act_type = HEARTH_DTYPE_Q8_K,
+     .dequantize = dequantize_row_q6_K_ref,
+     .quantize_act = quantize_row_q8_K_ref,
+     .vec_dot = vec_dot_q6_K_q8_K_ref},
+    /* The K-quants' activation type (also valid, if unusual, as weights). */
+    {.type = HEARTH_DTYPE_Q8_K,
+     .act_type = HEARTH_DTYPE_Q8_K,
+     .dequantize = dequantize_row_q8_K_ref,
+     .quantize_act = quantize_row_q8_K_ref,
+     .vec_dot = vec_dot_q8_K_q8_K_ref},
 };
+
+quantize_row_fn kernel_weight_quantizer(uint32_t type) {
+    switch (type) {
+    case HEARTH_DTYPE_F32: return quantize_row_f32_ref;
+    case HEARTH_DTYPE_F16: return quantize_row_f16_ref;
+    case HEARTH_DTYPE_BF16: return quantize_row_bf16_ref;
+    case HEARTH_DTYPE_Q8_0: return quantize_row_q8_0_ref;
+    case HEARTH_DTYPE_Q4_0: return quantize_row_q4_0_ref;
+    case HEARTH_DTYPE_Q5_0: return quantize_row_q5_0_ref;
+    case HEARTH_DTYPE_Q5_1: return quantize_row_q5_1_ref;
+    case HEARTH_DTYPE_Q4_K: return quantize_row_q4_K_ref;
+    case HEARTH_DTYPE_Q5_K: return quantize_row_q5_K_ref;
+    case HEARTH_DTYPE_Q6_K: return quantize_row_q6_K_ref;
+    default: return NULL;
+    }
+}
 
 const kernel_traits *kernel_traits_ref(uint32_t type) {
     for (size_t i = 0; i < sizeof traits_table / sizeof traits_table[0]; i++) {

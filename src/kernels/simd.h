@@ -93,6 +93,23 @@ void gemm_q4_0_q8a_avx512(int64_t n, const void *w, size_t w_stride, int nr, con
                           size_t a_stride, int nc, float *y, size_t y_stride);
 void gemm_q8_0_q8a_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
                           size_t a_stride, int nc, float *y, size_t y_stride);
+/* K-quants against Q8_K activations (x86_kquants.c): AVX2, and AVX-512 VNNI */
+void quantize_row_q8_K_avx2(const float *x, void *y, int64_t n);
+float vec_dot_q5_0_q8_0_avx2(int64_t n, const void *w, const void *a);
+float vec_dot_q5_1_q8_0_avx2(int64_t n, const void *w, const void *a);
+void quantize_row_q8_K_avx512(const float *x, void *y, int64_t n);
+float vec_dot_q4_K_q8_K_avx2(int64_t n, const void *w, const void *a);
+float vec_dot_q5_K_q8_K_avx2(int64_t n, const void *w, const void *a);
+float vec_dot_q6_K_q8_K_avx2(int64_t n, const void *w, const void *a);
+float vec_dot_q4_K_q8_K_avx512(int64_t n, const void *w, const void *a);
+float vec_dot_q5_K_q8_K_avx512(int64_t n, const void *w, const void *a);
+float vec_dot_q6_K_q8_K_avx512(int64_t n, const void *w, const void *a);
+void gemm_q4_K_q8_K_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                           size_t a_stride, int nc, float *y, size_t y_stride);
+void gemm_q5_K_q8_K_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                           size_t a_stride, int nc, float *y, size_t y_stride);
+void gemm_q6_K_q8_K_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                           size_t a_stride, int nc, float *y, size_t y_stride);
 #endif
 
 #endif
