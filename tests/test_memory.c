@@ -115,8 +115,9 @@ static void check_plan_against_rss(bool use_mmap, hearth_compute_type ct, const 
     uint64_t file_grown = status_bytes("RssFile") - file_before;
     uint64_t mapped_part = use_mmap ? plan.file_bytes - plan.released_bytes : 0;
     uint64_t grown = after - before + mapped_part;
-    CHECKF(file_grown <= plan.file_bytes + (1u << 16), "%s: file pages grew %llu for a %llu-byte file",
-           label, (unsigned long long)file_grown, (unsigned long long)plan.file_bytes);
+    CHECKF(file_grown <= plan.file_bytes + (1u << 16),
+           "%s: file pages grew %llu for a %llu-byte file", label, (unsigned long long)file_grown,
+           (unsigned long long)plan.file_bytes);
     double d = rel_diff(grown, plan.total_bytes);
     printf("  %-22s planned %8llu bytes (model %llu = file %llu - released %llu + cast %llu, "
            "KV %llu, scratch %llu); RSS grew %8llu (%+.1f%%)\n",
@@ -226,8 +227,8 @@ TEST(budget_below_plan_is_refused) {
     {
         char big[512];
         snprintf(big, sizeof big, "%s/big-f32.gguf", test_tmpdir());
-        synth_params sp = {"llama", 2, 256, 4, 2, 64, 512, 0, 0, 0, 32000, 512, 10000.0f, false,
-                           HEARTH_DTYPE_F32};
+        synth_params sp = {
+            "llama", 2, 256, 4, 2, 64, 512, 0, 0, 0, 32000, 512, 10000.0f, false, HEARTH_DTYPE_F32};
         REQUIRE(synth_write(&sp, big, NULL, NULL, &err) == HEARTH_OK);
         hearth_model_params bp = hearth_model_default_params();
         bp.use_mmap = false;
@@ -239,8 +240,8 @@ TEST(budget_below_plan_is_refused) {
         CHECK(bm == NULL);
         CHECKF(strstr(err.msg, "model file") != NULL, "%s", err.msg);
         uint64_t top = peak ? status_bytes("VmHWM") : status_bytes("VmRSS");
-        printf("  refused load of a 64 MiB model: %s grew %llu bytes\n",
-               peak ? "peak RSS" : "RSS", (unsigned long long)(top > before ? top - before : 0));
+        printf("  refused load of a 64 MiB model: %s grew %llu bytes\n", peak ? "peak RSS" : "RSS",
+               (unsigned long long)(top > before ? top - before : 0));
         CHECKF(top < before + (8u << 20), "RSS grew %llu bytes on a refused load",
                (unsigned long long)(top - before));
         remove(big);
