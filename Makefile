@@ -18,7 +18,7 @@ endif
 
 WARN := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Werror
 DEFS := -D_GNU_SOURCE
-INCS := -Iinclude -Isrc
+INCS := -Iinclude -Isrc -Ibuild/gen
 PCRE_LIBS := -lpcre2-8
 LIBS := $(PCRE_LIBS) -ljansson -lmicrohttpd -lpthread -lm
 
@@ -37,7 +37,7 @@ LDFLAGS_ALL := $(LDSAN) $(LDFLAGS)
 
 LIB_SRCS := $(sort $(wildcard src/util/*.c src/gguf/*.c src/kernels/*.c src/tokenizer/*.c \
                               src/model/*.c src/sample/*.c src/convert/*.c \
-                              src/sched/*.c src/server/*.c))
+                              src/sched/*.c src/server/*.c src/gen/*.c))
 CLI_SRCS := $(sort $(wildcard src/cli/*.c))
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
@@ -73,6 +73,16 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LIBS)
 
+# The dashboard: the files under web/ become C arrays in one generated
+# header (tools/embed.sh: POSIX sh and od), compiled into src/server/web.c.
+WEB_FILES := $(sort $(wildcard web/*.html web/*.js web/*.css web/vendor/*.js web/vendor/*.css))
+WEB_GEN := build/gen/web_assets.h
+$(WEB_GEN): $(WEB_FILES) tools/embed.sh
+	@mkdir -p $(dir $@)
+	@echo "  GEN $@"
+	@sh tools/embed.sh $@ web $(WEB_FILES)
+$(BUILD)/obj/src/server/web.o: $(WEB_GEN)
+
 tests: $(BIN) $(TEST_BINS)
 bench: $(BENCH_BINS)
 
@@ -89,7 +99,7 @@ FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=build/fuzz/%)
 FUZZ_LIB_SRCS := $(LIB_SRCS)
 fuzz: $(FUZZ_BINS)
-build/fuzz/%: fuzz/%.c $(FUZZ_LIB_SRCS) $(wildcard src/*/*.h) include/hearth.h
+build/fuzz/%: fuzz/%.c $(FUZZ_LIB_SRCS) $(wildcard src/*/*.h) include/hearth.h $(WEB_GEN)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(WARN) $(DEFS) $(INCS) -O1 -g -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_LIB_SRCS) $(LIBS)

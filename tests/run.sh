@@ -3,7 +3,8 @@
 # `make fuzz` (the Makefile's `test` target does all four):
 #   1. every tests/test_* program, release build;
 #   2. the same programs built with ASan+UBSan;
-#      then the server's Node.js tests (OpenAI SDK, load) on the release build;
+#      then the server's Node.js tests (OpenAI SDK, load) on the release build,
+#      and the JSON-schema outputs checked with ajv (tests/grammar);
 #   3. each fuzz target for FUZZ_SECONDS (default 60 in all) under ASan+UBSan;
 #   4. the format check.
 # Each program prints "ok   name" / "FAIL name" lines; this script counts
@@ -57,6 +58,20 @@ if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
     fi
 else
     record "[server] node and npm missing (tools/deps.sh installs them)" fail
+fi
+
+# Constrained output (hearth run --json-schema) checked by an independent
+# validator: ajv, pinned in tests/grammar/package-lock.json.
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+    mkdir -p build
+    if (cd tests/grammar && npm ci --no-audit --no-fund >../../build/npm-ci-grammar.log 2>&1); then
+        for t in tests/grammar/*.test.mjs; do run_program "[grammar]" "$t"; done
+    else
+        tail -n 20 build/npm-ci-grammar.log
+        record "[grammar] npm ci in tests/grammar (see build/npm-ci-grammar.log)" fail
+    fi
+else
+    record "[grammar] node and npm missing (tools/deps.sh installs them)" fail
 fi
 
 # Fuzzing: seeds from fuzz/corpus/<target> plus the shared models.

@@ -217,6 +217,7 @@ typedef struct job {
     const char *prompt;
     sched_class cls;
     uint32_t max_tokens;
+    const char *user; /* submitter, NULL for none */
     sched_request *r;
     sched_delta d;
     hearth_token got[512];
@@ -247,6 +248,7 @@ static bool submit(sched *s, const hearth_model *m, job *j) {
     rp.sampling.temperature = 0;
     rp.logprobs = true;
     rp.text_continues = true;
+    rp.user = j->user;
     hearth_error err;
     memset(&j->d, 0, sizeof j->d);
     j->n_got = j->n_text = 0;
@@ -595,19 +597,23 @@ TEST(queue_listing) {
     job j[3];
     memset(j, 0, sizeof j);
     j[0] = (job){.prompt = prompts[0], .cls = SCHED_INTERACTIVE, .max_tokens = 0};
-    j[1] = (job){.prompt = prompts[1], .cls = SCHED_BACKGROUND, .max_tokens = 5};
-    j[2] = (job){.prompt = prompts[2], .cls = SCHED_TOOL, .max_tokens = 5};
+    j[1] = (job){.prompt = prompts[1], .cls = SCHED_BACKGROUND, .max_tokens = 5, .user = "bob"};
+    j[2] = (job){.prompt = prompts[2], .cls = SCHED_TOOL, .max_tokens = 5, .user = "tool-runner"};
     for (int i = 0; i < 3; i++) REQUIRE(submit(s, m, &j[i]));
     sched_seq_info info[8];
     size_t n = sched_list(s, info, 8);
     CHECK(n == 3);
-    /* Queued entries come in serving order: tool before background. */
+    /* Queued entries come in serving order: tool before background; each
+     * says who submitted it. */
     int tool_at = -1, bg_at = -1;
     for (size_t i = 0; i < n && i < 8; i++) {
         if (info[i].cls == SCHED_TOOL) tool_at = (int)i;
         if (info[i].cls == SCHED_BACKGROUND) bg_at = (int)i;
+        if (info[i].cls == SCHED_INTERACTIVE) CHECK(info[i].user[0] == '\0');
+        CHECK(info[i].evictions == 0);
     }
     CHECK(tool_at >= 0 && bg_at >= 0 && tool_at < bg_at);
+    CHECK(!strcmp(info[tool_at].user, "tool-runner") && !strcmp(info[bg_at].user, "bob"));
     CHECK(sched_list(s, info, 1) == 3);
     int order = 0;
     run_all(j, 3, &order);

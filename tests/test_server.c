@@ -11,7 +11,8 @@
  * the prefix cache in usage, a client that disconnects mid-stream, 503 with
  * Retry-After when a class queue is full, and bad input of every kind
  * answered with the right status and an OpenAI error object while the
- * server stays up.
+ * server stays up; the dashboard's files served without the key and its
+ * endpoints (/v1/metrics, /v1/agents) only with it.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 #include "convert/convert.h"
+#include "server/api.h"
 #include "test.h"
 
 static char hearth_bin[1024];
@@ -671,6 +673,117 @@ static void expect_startup_error(const char *args, const char *needle) {
     CHECKF(strstr(line, "hearth: error: ") && strstr(line, needle), "%s: %s", args, line);
 }
 
+TEST(dashboard_files_open_its_data_behind_the_key) {
+    char args[2048];
+    snprintf(args, sizeof args, "-m '%s' --api-key sekret --parallel 2", stories);
+    proc p = start(args);
+    REQUIRE(p.port);
+    const char *auth = "Authorization: Bearer sekret\r\n";
+    /* The page and its files need no key and come with a strict CSP. */
+    resp r = http(p.port, "GET", "/", NULL, NULL, 0);
+    CHECKF(r.status == 200 && r.head && strstr(r.head, "text/html") &&
+               strstr(r.head, "Content-Security-Policy: default-src 'none'") && r.body &&
+               strstr(r.body, "<!doctype html>"),
+           "GET /: %d", r.status);
+    resp_free(&r);
+    r = http(p.port, "GET", "/app.js", NULL, NULL, 0);
+    CHECK(r.status == 200 && r.head && strstr(r.head, "text/javascript") && r.n_body > 100);
+    resp_free(&r);
+    r = http(p.port, "HEAD", "/index.html", NULL, NULL, 0);
+    CHECK(r.status == 200 && r.n_body == 0);
+    resp_free(&r);
+    r = http(p.port, "POST", "/", NULL, "{}", 2);
+    expect_error(&r, 405, NULL, "POST /");
+    resp_free(&r);
+    r = http(p.port, "GET", "/../Makefile", NULL, NULL, 0);
+    expect_error(&r, 404, NULL, "a path out of the tree");
+    resp_free(&r);
+    /* Its data endpoints need the key like the rest of the API. */
+    const char *data[] = {"/v1/metrics", "/v1/agents", "/v1/queue"};
+    for (size_t i = 0; i < 3; i++) {
+        r = http(p.port, "GET", data[i], NULL, NULL, 0);
+        expect_error(&r, 401, NULL, data[i]);
+        resp_free(&r);
+    }
+    /* A completion, then the history: columns of equal length, the
+     * interactive time to first token measured in some sample. */
+    const char *one = "{\"prompt\": \"Once upon\", \"max_tokens\": 8, \"user\": \"carol\"}";
+    r = http(p.port, "POST", "/v1/completions", auth, one, strlen(one));
+    CHECK(r.status == 200);
+    resp_free(&r);
+    usleep(1300 * 1000); /* one more sample */
+    r = http(p.port, "GET", "/v1/metrics", auth, NULL, 0);
+    json_t *j = body_json(&r);
+    json_t *cols = json_object_get(j, "samples");
+    size_t n = json_array_size(json_object_get(cols, "t"));
+    CHECKF(r.status == 200 && n >= 2, "metrics: %d, %zu samples", r.status, n);
+    CHECK(json_array_size(json_object_get(cols, "resident_bytes")) == n);
+    CHECK(json_array_size(json_object_get(cols, "budget_bytes")) == n);
+    json_t *ttft = json_object_get(json_object_get(cols, "ttft_s"), "interactive");
+    CHECK(json_array_size(ttft) == n);
+    size_t measured = 0;
+    for (size_t i = 0; i < n; i++) measured += json_is_real(json_array_get(ttft, i));
+    CHECKF(measured == 1, "%zu samples with an interactive TTFT", measured);
+    double tokens = 0;
+    json_t *tps = json_object_get(json_object_get(cols, "class_tokens_per_s"), "interactive");
+    for (size_t i = 0; i < n; i++) tokens += json_number_value(json_array_get(tps, i));
+    CHECKF(tokens > 0, "tokens/s %g", tokens);
+    double last = json_real_value(json_array_get(json_object_get(cols, "t"), n - 1));
+    json_decref(j);
+    resp_free(&r);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/metrics?since=%.6f", last + 1000.0);
+    r = http(p.port, "GET", path, auth, NULL, 0);
+    j = body_json(&r);
+    CHECK(r.status == 200 && json_integer_value(json_object_get(j, "n")) == 0 &&
+          json_array_size(json_object_get(json_object_get(j, "samples"), "t")) == 0);
+    json_decref(j);
+    resp_free(&r);
+    r = http(p.port, "GET", "/v1/metrics?since=yesterday", auth, NULL, 0);
+    expect_error(&r, 400, "since", "bad since");
+    resp_free(&r);
+    /* No agents yet: an empty list, and no agent by any name. */
+    r = http(p.port, "GET", "/v1/agents", auth, NULL, 0);
+    j = body_json(&r);
+    CHECK(r.status == 200 && !strcmp(json_string_value(json_object_get(j, "object")), "list") &&
+          json_is_array(json_object_get(j, "data")) &&
+          json_array_size(json_object_get(j, "data")) == 0);
+    json_decref(j);
+    resp_free(&r);
+    r = http(p.port, "POST", "/v1/agents/digest/runs", auth, "{}", 2);
+    expect_error(&r, 404, "agent", "run an unknown agent");
+    resp_free(&r);
+    r = http(p.port, "GET", "/v1/agents/digest/runs", NULL, NULL, 0);
+    expect_error(&r, 401, NULL, "agent runs without the key");
+    resp_free(&r);
+    /* The queue's totals. */
+    r = http(p.port, "GET", "/v1/queue", auth, NULL, 0);
+    j = body_json(&r);
+    CHECK(json_is_integer(json_object_get(j, "preemptions_total")) &&
+          json_is_integer(json_object_get(j, "evictions_total")) &&
+          json_is_integer(json_object_get(j, "paused")));
+    json_decref(j);
+    resp_free(&r);
+    stop_server(&p);
+}
+
+TEST(submitter_names_are_cut_at_a_character) {
+    char out[SCHED_MAX_USER + 1];
+    api_copy_user("alice", 5, out);
+    CHECK(!strcmp(out, "alice"));
+    api_copy_user("bob\r\nX-Evil: 1", 15, out);
+    CHECK(!strcmp(out, "bob"));
+    /* 63 ASCII bytes, then a 2-byte character that does not fit. */
+    char in[80];
+    memset(in, 'a', 63);
+    memcpy(in + 63, "\xc3\xa9z", 3);
+    api_copy_user(in, 66, out);
+    CHECK(strlen(out) == 63);
+    /* 62 bytes and the character: it fits exactly. */
+    api_copy_user(in + 1, 65, out);
+    CHECK(strlen(out) == 64 && !memcmp(out + 62, "\xc3\xa9", 2));
+}
+
 TEST(unknown_template_is_a_startup_error) {
     /* A model whose template is no family hearth knows. */
     char dir[512], cmd[2048], model[600], args[2048];
@@ -745,5 +858,7 @@ int main(int argc, char **argv) {
     RUN(bad_input_gets_the_right_error);
     RUN(full_queue_is_503_and_disconnects_cancel);
     RUN(unknown_template_is_a_startup_error);
+    RUN(dashboard_files_open_its_data_behind_the_key);
+    RUN(submitter_names_are_cut_at_a_character);
     return test_finish();
 }

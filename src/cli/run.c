@@ -9,6 +9,11 @@
  * a missing model, a bad flag value, a prompt longer than the context, a
  * budget too small — is one error line and a non-zero exit, with nothing
  * on stdout.
+ *
+ * --json-schema and --grammar attach a grammar to the sampler (after the
+ * prompt, with -n as its token budget so the text always ends complete);
+ * --loop-guard attaches a loop guard; --sections hands the whole run to
+ * sectional generation (sections.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +21,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "cli/sections.h"
 #include "hearth.h"
 #include "util/threadpool.h"
 
@@ -47,6 +53,21 @@ static const char run_usage[] =
     "                          (default: from the clock)\n"
     "      --ids               print the prompt ids and the generated ids (space-separated,\n"
     "                          one line each) instead of text\n"
+    "      --json-schema FILE  only write JSON that the JSON schema in FILE accepts\n"
+    "      --grammar FILE      only write text of the GBNF grammar in FILE\n"
+    "      --loop-guard stop|penalize|off  what to do on a loop (a repeating cycle, a span\n"
+    "                          seen before, few distinct 4-grams): end the generation, or\n"
+    "                          lower the logits that continue it (default off; with\n"
+    "                          --sections stop, which ends the section)\n"
+    "      --sections N        write the text as N bounded sections from an outline, the\n"
+    "                          prompt being the topic (0 with --outline: one per heading)\n"
+    "      --outline FILE      the outline: one heading per line (default: the model writes it)\n"
+    "      --section-tokens N|MIN..MAX  a section ends at a sentence end after MIN tokens, by\n"
+    "                          MAX at the latest (default 250..400; N alone: 5/8 N..N)\n"
+    "      --section-order chained|parallel|alternate  chained: each section carries the tail\n"
+    "                          of the one before; parallel: none, all run at once;\n"
+    "                          alternate: every second one does (default chained)\n"
+    "      --section-tail N    tokens of the previous section in a prompt (default 48)\n"
     "      --kv-type f16|f32   KV cache element type (default f16)\n" CLI_MEMORY_USAGE
     "      --verbose           describe the model and context, and print the memory table,\n"
     "                          on stderr\n"
@@ -65,6 +86,13 @@ typedef struct run_opts {
     hearth_model_params mp;
     hearth_kv_type kv_type;
     hearth_sampler_params sp;
+    const char *json_schema; /* --json-schema FILE */
+    const char *grammar;     /* --grammar FILE */
+    bool guard_given;
+    hearth_loop_action guard;
+    long long sections; /* -1: not sectional */
+    bool section_flag;  /* a flag only --sections takes was given */
+    cli_sections_opts so;
 } run_opts;
 
 static double now_s(void) {
@@ -151,6 +179,47 @@ static int parse_run_args(int argc, char **argv, run_opts *o, bool *done) {
             }
         } else if (!strcmp(a, "--verbose")) {
             o->verbose = true;
+        } else if (!strcmp(a, "--json-schema")) {
+            VALUE();
+            o->json_schema = v;
+        } else if (!strcmp(a, "--grammar")) {
+            VALUE();
+            o->grammar = v;
+        } else if (!strcmp(a, "--loop-guard")) {
+            VALUE();
+            if (!hearth_loop_action_parse(v, &o->guard)) {
+                cli_error("--loop-guard expects stop, penalize or off, got '%s'", v);
+                return 2;
+            }
+            o->guard_given = true;
+        } else if (!strcmp(a, "--sections")) {
+            VALUE();
+            if (!cli_parse_int(a, v, 0, HEARTH_SECTIONS_MAX, &o->sections)) return 2;
+        } else if (!strcmp(a, "--outline")) {
+            VALUE();
+            o->so.outline_file = v;
+            o->section_flag = true;
+        } else if (!strcmp(a, "--section-tokens")) {
+            VALUE();
+            if (!cli_parse_section_tokens(v, &o->so.min_tokens, &o->so.max_tokens)) return 2;
+            o->section_flag = true;
+        } else if (!strcmp(a, "--section-order")) {
+            VALUE();
+            o->section_flag = true;
+            if (!strcmp(v, "chained")) {
+                o->so.order = HEARTH_SECTIONS_CHAINED;
+            } else if (!strcmp(v, "parallel")) {
+                o->so.order = HEARTH_SECTIONS_PARALLEL;
+            } else if (!strcmp(v, "alternate")) {
+                o->so.order = HEARTH_SECTIONS_ALTERNATE;
+            } else {
+                cli_error("--section-order expects chained, parallel or alternate, got '%s'", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--section-tail")) {
+            VALUE();
+            if (!cli_parse_int(a, v, 0, 1024, &o->so.tail_tokens)) return 2;
+            o->section_flag = true;
         } else {
             bool matched;
             int rc = cli_memory_flag(argc, argv, &i, &o->mp, &matched);
@@ -170,7 +239,47 @@ static int parse_run_args(int argc, char **argv, run_opts *o, bool *done) {
         cli_error("give the prompt with -p or -f, not both");
         return 2;
     }
+    if (o->json_schema && o->grammar) {
+        cli_error("give --json-schema or --grammar, not both");
+        return 2;
+    }
+    if (o->sections < 0 && o->section_flag) {
+        cli_error(
+            "--outline, --section-tokens, --section-order and --section-tail need --sections");
+        return 2;
+    }
+    if (o->sections >= 0 && (o->json_schema || o->grammar)) {
+        cli_error("--sections writes prose: it does not take --json-schema or --grammar");
+        return 2;
+    }
+    if (o->sections == 0 && !o->so.outline_file) {
+        cli_error("--sections 0 needs --outline (one section per heading)");
+        return 2;
+    }
     return 0;
+}
+
+/* Reads a grammar or schema file into a NUL-terminated buffer; NULL after
+ * an error line. */
+static char *read_constraint_file(const char *flag, const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        cli_error("%s: cannot open '%s'", flag, path);
+        return NULL;
+    }
+    size_t cap = 1 << 20, n = 0;
+    char *buf = malloc(cap + 1);
+    if (buf) n = fread(buf, 1, cap, fp);
+    bool bad = !buf || ferror(fp) || (n == cap && fgetc(fp) != EOF);
+    fclose(fp);
+    if (bad) {
+        free(buf);
+        cli_error("%s: cannot read '%s' (at most 1 MiB)", flag, path);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
 }
 
 /* Reads a prompt file; NULL (after an error line) when it cannot. */
@@ -239,6 +348,9 @@ int cli_run(int argc, char **argv) {
     o.sp = hearth_sampler_default_params();
     o.kv_type = HEARTH_KV_F16;
     o.mp = hearth_model_default_params();
+    o.guard = HEARTH_LOOP_OFF;
+    o.sections = -1;
+    o.so.tail_tokens = -1;
     bool done;
     int rc = parse_run_args(argc, argv, &o, &done);
     if (rc != 0 || done) return rc;
@@ -262,6 +374,11 @@ int cli_run(int argc, char **argv) {
     hearth_token *ids = NULL;
     int32_t *pos_buf = NULL, *seq_buf = NULL;
     char *piece = NULL;
+    char *constraint = NULL;
+    hearth_grammar_vocab *gvocab = NULL;
+    hearth_grammar *grammar = NULL;
+    hearth_loop_guard *guard = NULL;
+    hearth_loop_kind loop_found = HEARTH_LOOP_NONE;
     rc = 1;
 
     /* Plan first: a model and context that do not fit the budget (or the
@@ -298,6 +415,17 @@ int cli_run(int argc, char **argv) {
     t_load = now_s() - t_load;
     cli_progress_done(&progress);
     const hearth_tokenizer *tok = hearth_model_tokenizer(model);
+    if (o.sections >= 0) {
+        o.so.topic = prompt;
+        o.so.topic_len = prompt_len;
+        o.so.n_sections = (uint32_t)o.sections;
+        o.so.guard = o.guard_given ? o.guard : HEARTH_LOOP_STOP_SECTION;
+        o.so.sampling = o.sp;
+        o.so.ids = o.ids;
+        o.so.verbose = o.verbose;
+        rc = cli_run_sections(model, &cp, &o.so);
+        goto out;
+    }
 
     /* Count the prompt's tokens first, then encode into room for the prompt
      * and the whole context. */
@@ -355,6 +483,35 @@ int cli_run(int argc, char **argv) {
     }
     double t_prompt = now_s() - t0;
     for (size_t i = 0; i < n_prompt; i++) hearth_sampler_accept(smp, ids[i]);
+    /* Grammar and loop guard see generated tokens only: attached after the prompt. */
+    if (o.json_schema || o.grammar) {
+        size_t len = 0;
+        const char *flag = o.json_schema ? "--json-schema" : "--grammar";
+        constraint = read_constraint_file(flag, o.json_schema ? o.json_schema : o.grammar, &len);
+        if (!constraint) goto out;
+        st = hearth_grammar_vocab_create(tok, &gvocab, &err);
+        if (st == HEARTH_OK) {
+            st = o.json_schema ? hearth_grammar_create_from_json_schema(gvocab, constraint, len,
+                                                                        &grammar, &err)
+                               : hearth_grammar_create_from_gbnf(gvocab, constraint, len, NULL,
+                                                                 &grammar, &err);
+        }
+        if (st != HEARTH_OK) {
+            cli_error("%s: %s", flag, err.msg);
+            goto out;
+        }
+        if (o.n_predict > 0) hearth_grammar_set_budget(grammar, (uint32_t)o.n_predict);
+        hearth_sampler_set_grammar(smp, grammar);
+    }
+    if (o.guard != HEARTH_LOOP_OFF) {
+        hearth_loop_guard_params gp = hearth_loop_guard_default_params();
+        gp.action = o.guard;
+        if (hearth_loop_guard_create(&gp, &guard, &err) != HEARTH_OK) {
+            cli_error("%s", err.msg);
+            goto out;
+        }
+        hearth_sampler_set_loop_guard(smp, guard);
+    }
 
     if (o.ids) {
         print_ids(ids, n_prompt);
@@ -379,8 +536,13 @@ int cli_run(int argc, char **argv) {
     t0 = now_s();
     while (n_gen < limit) {
         hearth_token next = hearth_sampler_sample(smp, hearth_get_logits(ctx, last));
+        if (next < 0) {
+            cli_error("%s", hearth_sampler_error(smp));
+            goto out;
+        }
         if (hearth_tokenizer_is_eog(tok, next)) break;
         hearth_sampler_accept(smp, next);
+        loop_found = hearth_sampler_loop_found(smp);
         gen[n_gen++] = next;
         if (!o.ids) {
             size_t len = hearth_detok_push(&dt, tok, next, piece, piece_cap);
@@ -389,6 +551,8 @@ int cli_run(int argc, char **argv) {
         }
         size_t pos = n_prompt + n_gen - 1;
         if (n_gen == limit || pos >= cp.n_ctx) break;
+        if (loop_found != HEARTH_LOOP_NONE && o.guard != HEARTH_LOOP_PENALIZE) break;
+        if (grammar && hearth_grammar_is_done(grammar)) break;
         if (feed(ctx, &next, 1, (int32_t)pos, cp.n_batch, pos_buf, seq_buf, &last, &err) !=
             HEARTH_OK) {
             cli_error("%s", err.msg);
@@ -404,6 +568,13 @@ int cli_run(int argc, char **argv) {
         putchar('\n');
     }
     fflush(stdout);
+    if (loop_found != HEARTH_LOOP_NONE && o.guard != HEARTH_LOOP_PENALIZE) {
+        hearth_loop_report lr;
+        hearth_loop_guard_report_get(guard, &lr);
+        fprintf(stderr, "hearth: stopped: repetition (%s%s", hearth_loop_kind_name(loop_found),
+                lr.period ? "" : ")\n");
+        if (lr.period) fprintf(stderr, " of period %u)\n", lr.period);
+    }
     fprintf(stderr,
             "hearth: prompt %zu tokens in %.1f ms (%.1f tok/s), generation %zu tokens in %.1f ms "
             "(%.1f tok/s)\n",
@@ -411,6 +582,10 @@ int cli_run(int argc, char **argv) {
             t_gen * 1e3, t_gen > 0 ? (double)n_gen / t_gen : 0.0);
     rc = 0;
 out:
+    hearth_grammar_free(grammar);
+    hearth_grammar_vocab_free(gvocab);
+    hearth_loop_guard_free(guard);
+    free(constraint);
     free(piece);
     free(pos_buf);
     free(seq_buf);

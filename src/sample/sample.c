@@ -8,14 +8,23 @@
  * seed reproduces a run exactly, and matches llama2.c's sampler for the
  * same seed and a temperature/top-p chain.
  *
+ * A grammar (hearth_sampler_set_grammar) masks the logits before all of
+ * that: only the tokens it allows become candidates, so penalties,
+ * truncation and the draw work on those alone.  A loop guard
+ * (hearth_sampler_set_loop_guard) sees every accepted token, and with the
+ * penalize action lowers the logits of the tokens that would continue a
+ * loop before the chain runs.
+ *
  * Every buffer is sized for the vocabulary at creation; sampling allocates
  * nothing.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hearth.h"
+#include "sample/sample_internal.h"
 #include "util/error.h"
 
 typedef struct candidate {
@@ -28,11 +37,16 @@ struct hearth_sampler {
     hearth_sampler_params params;
     int32_t n_vocab;
     uint64_t rng;
-    candidate *cand;   /* (n_vocab) */
-    int32_t *counts;   /* (n_vocab) occurrences in the penalty window */
-    int32_t *window;   /* (penalty_last_n) ring of recent tokens */
-    int32_t n_window;  /* tokens in the ring */
-    int32_t window_at; /* next slot to write */
+    candidate *cand;          /* (n_vocab) */
+    int32_t *counts;          /* (n_vocab) occurrences in the penalty window */
+    int32_t *window;          /* (penalty_last_n) ring of recent tokens */
+    int32_t n_window;         /* tokens in the ring */
+    int32_t window_at;        /* next slot to write */
+    float *work;              /* (n_vocab) logits after the loop guard's penalty */
+    hearth_grammar *grammar;  /* borrowed, may be NULL */
+    hearth_loop_guard *guard; /* borrowed, may be NULL */
+    hearth_loop_kind found;   /* what the guard found at the latest accept */
+    char error[512];          /* why the latest sample returned -1 */
 };
 
 hearth_sampler_params hearth_sampler_default_params(void) {
@@ -86,7 +100,8 @@ hearth_status hearth_sampler_create(const hearth_sampler_params *params, int32_t
     s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
     s->counts = calloc((size_t)n_vocab, sizeof *s->counts);
     s->window = malloc((size_t)(p->penalty_last_n ? p->penalty_last_n : 1) * sizeof *s->window);
-    if (!s->cand || !s->counts || !s->window) {
+    s->work = malloc((size_t)n_vocab * sizeof *s->work);
+    if (!s->cand || !s->counts || !s->window || !s->work) {
         hearth_sampler_free(s);
         return error_set(err, HEARTH_ERR_NOMEM, "out of memory for the sampler");
     }
@@ -100,6 +115,7 @@ void hearth_sampler_free(hearth_sampler *s) {
     free(s->cand);
     free(s->counts);
     free(s->window);
+    free(s->work);
     free(s);
 }
 
@@ -110,9 +126,35 @@ void hearth_sampler_reset(hearth_sampler *s) {
     rng_seed(s);
 }
 
+void hearth_sampler_set_grammar(hearth_sampler *s, hearth_grammar *g) {
+    if (s) s->grammar = g;
+}
+
+void hearth_sampler_set_loop_guard(hearth_sampler *s, hearth_loop_guard *g) {
+    if (!s) return;
+    s->guard = g;
+    s->found = HEARTH_LOOP_NONE;
+}
+
+hearth_loop_kind hearth_sampler_loop_found(const hearth_sampler *s) {
+    return s ? s->found : HEARTH_LOOP_NONE;
+}
+
+const char *hearth_sampler_error(const hearth_sampler *s) {
+    return s ? s->error : "";
+}
+
 void hearth_sampler_accept(hearth_sampler *s, hearth_token id) {
+    if (id < 0 || id >= s->n_vocab) return;
+    if (s->grammar) {
+        hearth_error err;
+        if (hearth_grammar_accept(s->grammar, id, &err) != HEARTH_OK) {
+            snprintf(s->error, sizeof s->error, "%s", err.msg);
+        }
+    }
+    if (s->guard) s->found = hearth_loop_guard_push(s->guard, id);
     int32_t cap = s->params.penalty_last_n;
-    if (cap == 0 || id < 0 || id >= s->n_vocab) return;
+    if (cap == 0) return;
     if (s->n_window == cap) {
         s->counts[s->window[s->window_at]]--;
     } else {
@@ -182,21 +224,49 @@ static void select_top(candidate *c, int32_t n, int32_t k) {
     qsort(c, (size_t)k, sizeof *c, cmp_desc);
 }
 
+/* Keeps only the candidates the grammar allows (in id order); returns how
+ * many, or 0 with s->error set. */
+static int32_t apply_grammar(hearth_sampler *s) {
+    const uint64_t *bits = grammar_mask(s->grammar);
+    if (!bits) {
+        snprintf(s->error, sizeof s->error, "%s", grammar_error(s->grammar));
+        return 0;
+    }
+    /* Ids past the tokenizer's (padded logit rows) are never allowed. */
+    int32_t n = grammar_n_vocab(s->grammar) < s->n_vocab ? grammar_n_vocab(s->grammar) : s->n_vocab;
+    int32_t kept = 0;
+    for (int32_t w = 0; w * 64 < n; w++) {
+        for (uint64_t b = bits[w]; b; b &= b - 1) { /* each set bit, lowest first */
+            int32_t id = w * 64 + __builtin_ctzll(b);
+            if (id < n) s->cand[kept++] = s->cand[id];
+        }
+    }
+    if (!kept) snprintf(s->error, sizeof s->error, "grammar: no token allowed");
+    return kept;
+}
+
 hearth_token hearth_sampler_sample(hearth_sampler *s, const float *logits) {
     const hearth_sampler_params *p = &s->params;
     int32_t n = s->n_vocab;
+    s->error[0] = '\0';
+    if (s->guard && hearth_loop_guard_params_of(s->guard)->action == HEARTH_LOOP_PENALIZE) {
+        memcpy(s->work, logits, (size_t)n * sizeof *s->work);
+        hearth_loop_guard_penalize(s->guard, s->work, n);
+        logits = s->work;
+    }
     for (int32_t i = 0; i < n; i++) {
         s->cand[i].id = i;
         s->cand[i].logit = logits[i];
     }
     apply_penalties(s);
+    if (s->grammar && (n = apply_grammar(s)) == 0) return -1;
 
     if (p->temperature <= 0.0f) {
         int32_t best = 0;
         for (int32_t i = 1; i < n; i++) {
             if (s->cand[i].logit > s->cand[best].logit) best = i;
         }
-        return best;
+        return s->cand[best].id;
     }
 
     int32_t k = p->top_k > 0 && p->top_k < n ? p->top_k : n;

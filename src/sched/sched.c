@@ -55,7 +55,8 @@ struct sched_request {
     bool logprobs;
     uint32_t top_logprobs;
     double t_submit;
-    pthread_cond_t cv; /* signalled on news for sched_poll */
+    char user[SCHED_MAX_USER + 1]; /* who submitted it, for sched_list */
+    pthread_cond_t cv;             /* signalled on news for sched_poll */
 
     /* under s->mu */
     int refs;
@@ -74,6 +75,8 @@ struct sched_request {
     uint32_t pub_cached, pub_gen;
     const char *pub_state;
     int32_t pub_slot;
+    uint32_t n_paused;  /* steps it sat out (see sched_seq_info) */
+    uint32_t n_evicted; /* slots lost to a higher class */
 
     /* the engine's own */
     hearth_token *tokens; /* (n_ctx + 1) prompt, then generated tokens */
@@ -367,6 +370,7 @@ sched_submit_status sched_submit(sched *s, const sched_request_params *p, sched_
     pthread_condattr_destroy(&ca);
     r->s = s;
     r->cls = p->cls;
+    if (p->user) snprintf(r->user, sizeof r->user, "%s", p->user);
     r->n_prompt = (uint32_t)p->n_prompt;
     /* Generation ends once a sampled token has no position left to go to:
      * as `hearth run`, the last fed position is n_ctx - 1. */
@@ -593,6 +597,7 @@ static void evict(sched *s, sched_request *v, double now) {
     v->n_fed = 0;
     v->pub_slot = -1;
     v->pub_state = "waiting";
+    v->n_evicted++;
     wait_begin(v, now);
     queue_insert(s, v);
     s->st.evictions++;
@@ -678,6 +683,7 @@ static uint32_t plan(sched *s, double now) {
         if (t == 0) {
             wait_begin(r, now);
             r->pub_state = "paused";
+            r->n_paused++;
             continue;
         }
         wait_end(r, now);
@@ -1056,6 +1062,9 @@ static void seq_info(const sched *s, const sched_request *r, double now, sched_s
     o->n_cached = r->pub_cached;
     o->n_generated = r->pub_gen;
     o->slot = r->pub_slot;
+    o->paused_steps = r->n_paused;
+    o->evictions = r->n_evicted;
+    memcpy(o->user, r->user, sizeof o->user);
 }
 
 size_t sched_list(sched *s, sched_seq_info *out, size_t cap) {

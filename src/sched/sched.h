@@ -72,6 +72,7 @@ sched_params sched_default_params(void);
 #define SCHED_MAX_STOP        16  /* stop strings per request */
 #define SCHED_MAX_STOP_LEN    256 /* bytes per stop string */
 #define SCHED_MAX_TOP_LOGPROB 20
+#define SCHED_MAX_USER        64 /* bytes of a submitter name */
 
 typedef struct sched_request_params {
     const hearth_token *prompt; /* (n_prompt) copied by sched_submit */
@@ -86,6 +87,9 @@ typedef struct sched_request_params {
     bool logprobs;         /* report each token's log-probability */
     uint32_t top_logprobs; /* and this many alternatives (<= SCHED_MAX_TOP_LOGPROB) */
     bool text_continues;   /* the output continues text (keep a leading space) */
+    const char *user;      /* who submitted it, for the queue view: NULL or "" for nobody;
+                              copied, at most SCHED_MAX_USER bytes (callers cut longer names
+                              at a character boundary) */
 } sched_request_params;
 
 /* One generated token, for logprobs. */
@@ -205,7 +209,11 @@ typedef struct sched_seq_info {
     uint32_t n_prompt;
     uint32_t n_cached;
     uint32_t n_generated;
-    int32_t slot; /* -1 while waiting */
+    int32_t slot;                  /* -1 while waiting */
+    uint32_t paused_steps;         /* steps it sat out holding its slot: preempted by a higher class
+                                      taking in its prompt (or a full batch) */
+    uint32_t evictions;            /* times it lost its slot to a higher class */
+    char user[SCHED_MAX_USER + 1]; /* who submitted it; "" for nobody */
 } sched_seq_info;
 
 /* Fills up to cap entries (running first, then the queue in the order it

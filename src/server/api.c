@@ -212,10 +212,24 @@ static bool parse_sampling(const api_env *env, json_t *body, api_request *req, a
     return true;
 }
 
+void api_copy_user(const char *s, size_t len, char *out) {
+    size_t n = 0;
+    while (n < len && n < SCHED_MAX_USER && (unsigned char)s[n] >= 0x20 && s[n] != 0x7f) n++;
+    /* Step back over a cut character's continuation bytes and its lead. */
+    if (n < len && n == SCHED_MAX_USER) {
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80) n--;
+    }
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
 static bool parse_common(const api_env *env, json_t *body, const char *priority_header,
                          api_request *req, api_error *e) {
-    json_t *model = NULL;
+    json_t *model = NULL, *user = NULL;
     if (!opt_string(body, "model", &model, e)) return false;
+    if (!opt_string(body, "user", &user, e)) return false;
+    if (user) api_copy_user(json_string_value(user), json_string_length(user), req->user);
+    req->sp.user = req->user;
     if (!opt_bool(body, "stream", &req->stream, e)) return false;
     json_t *so = json_object_get(body, "stream_options");
     if (so && !json_is_null(so)) {

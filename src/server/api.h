@@ -53,8 +53,14 @@ typedef struct api_request {
     hearth_token *prompt; /* (n_prompt) owned */
     size_t n_prompt;
     hearth_token stop_tokens[4];
-    char *stop[SCHED_MAX_STOP]; /* owned copies */
+    char *stop[SCHED_MAX_STOP];    /* owned copies */
+    char user[SCHED_MAX_USER + 1]; /* "user": who submitted it (cut at a character
+                                      boundary); sp.user points here */
 } api_request;
+
+/* Copies the submitter name s[0..len) into out (SCHED_MAX_USER + 1 bytes),
+ * cut at a UTF-8 character boundary and at the first control character. */
+void api_copy_user(const char *s, size_t len, char *out);
 
 /* Parses body (a JSON object) for endpoint kind.  priority_header is the
  * X-Hearth-Priority header or NULL.  On failure fills e and returns false;

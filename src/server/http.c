@@ -8,12 +8,18 @@
  * socket; a client that has gone away (or a server that is stopping)
  * cancels its sequence, which the engine drops at its next step.
  *
+ * The dashboard's files (web/, embedded at build time) are served at /
+ * without the API key: they hold no data.  Everything the page shows comes
+ * from endpoints that need the key like the rest of the API: /v1/queue,
+ * /v1/metrics (the last minutes, sampled each second) and /v1/agents.
+ *
  * Every reply to bad input is an OpenAI error object with a 4xx status:
  * 400 malformed JSON or fields (naming the field), 401 a missing or wrong
  * API key, 404 unknown paths, 405 wrong methods, 413 bodies over the limit,
  * 503 with Retry-After when the request's class queue is full.
  */
 #include <arpa/inet.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <poll.h>
@@ -25,11 +31,15 @@
 #include <time.h>
 
 #include "server/api.h"
+#include "server/history.h"
 #include "server/metrics.h"
 #include "server/server.h"
+#include "server/web.h"
 #include "util/error.h"
 
-#define POLL_MS 10 /* a slice of waiting for output between client checks */
+#define POLL_MS             10   /* a slice of waiting for output between client checks */
+#define HISTORY_INTERVAL_MS 1000 /* the metrics history: one sample a second, */
+#define HISTORY_SAMPLES     600  /* ten minutes of them */
 
 struct server {
     sched *s;
@@ -37,6 +47,7 @@ struct server {
     char *api_key;  /* owned copy; NULL for none */
     char *model_id; /* owned copy */
     struct MHD_Daemon *d;
+    history *hist; /* the metrics of the last minutes, for GET /v1/metrics */
     uint16_t port;
     api_env env;
     long long started;
@@ -381,6 +392,10 @@ static enum MHD_Result handle_completion(server *srv, struct MHD_Connection *c, 
         api_request_free(&req);
         return reply_error(c, &e);
     }
+    /* Who submitted it, for the queue view: the "user" field, else the
+     * X-Hearth-User header. */
+    const char *user = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Hearth-User");
+    if (!req.user[0] && user) api_copy_user(user, strlen(user), req.user);
     sched_request *r = NULL;
     hearth_error err;
     sched_submit_status ss = sched_submit(srv->s, &req.sp, &r, &err);
@@ -448,8 +463,62 @@ static enum MHD_Result handle_get(server *srv, struct MHD_Connection *c, const c
         if (!j) return fail(c, 500, "server_error", NULL, NULL, "out of memory");
         return reply_json(c, MHD_HTTP_OK, j, NULL);
     }
+    if (!strcmp(url, "/v1/metrics")) {
+        const char *since = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
+        double t = 0.0;
+        if (since) {
+            char *end = NULL;
+            t = strtod(since, &end);
+            if (end == since || *end != '\0' || !isfinite(t)) {
+                return fail(c, 400, "invalid_request_error", NULL, "since",
+                            "'since' must be a time in unix seconds, got '%.64s'", since);
+            }
+        }
+        json_t *j = history_json(srv->hist, t);
+        if (!j) return fail(c, 500, "server_error", NULL, NULL, "out of memory");
+        return reply_json(c, MHD_HTTP_OK, j, NULL);
+    }
+    if (!strcmp(url, "/v1/agents")) {
+        /* No agents runtime yet: the list the dashboard's Agents panel
+         * reads is empty (web/README.md has the contract it expects). */
+        json_t *j = json_object();
+        json_object_set_new(j, "object", json_string("list"));
+        json_object_set_new(j, "data", json_array());
+        return reply_json(c, MHD_HTTP_OK, j, NULL);
+    }
     return fail(c, 404, "invalid_request_error", "not_found", NULL, "no such endpoint: GET %.200s",
                 url);
+}
+
+/* /v1/agents/ID and below: GET (an agent, its runs) and POST (run it now).
+ * Until the agents runtime exists no agent does. */
+static enum MHD_Result handle_agent(struct MHD_Connection *c, const char *url) {
+    const char *id = url + strlen("/v1/agents/");
+    return fail(c, 404, "invalid_request_error", "agent_not_found", "agent",
+                "no agent '%.*s': no agents are configured", (int)strcspn(id, "/"), id);
+}
+
+/* ---------------------------------------------------------------- the dashboard */
+
+/* What the page may do: load its own scripts and styles and call this
+ * server; nothing inline, nothing from anywhere else. */
+#define WEB_CSP                                                                                    \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+/* Serves an embedded file (static data: no copy). */
+static enum MHD_Result handle_static(struct MHD_Connection *c, const web_file *f) {
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(f->len, (void *)f->data, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, f->content_type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(r, "Content-Security-Policy", WEB_CSP);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return ret;
 }
 
 typedef enum route {
@@ -457,18 +526,25 @@ typedef enum route {
     ROUTE_GET,
     ROUTE_CHAT,
     ROUTE_COMPLETION,
+    ROUTE_AGENT,
+    ROUTE_STATIC, /* the dashboard's files: no API key needed */
     ROUTE_BAD_METHOD,
 } route;
 
 static route find_route(const char *method, const char *url) {
     bool post = !strcmp(method, MHD_HTTP_METHOD_POST);
     bool get = !strcmp(method, MHD_HTTP_METHOD_GET);
+    bool head = !strcmp(method, MHD_HTTP_METHOD_HEAD);
     if (!strcmp(url, "/v1/chat/completions")) return post ? ROUTE_CHAT : ROUTE_BAD_METHOD;
     if (!strcmp(url, "/v1/completions")) return post ? ROUTE_COMPLETION : ROUTE_BAD_METHOD;
     if (!strcmp(url, "/health") || !strcmp(url, "/v1/models") || !strncmp(url, "/v1/models/", 11) ||
-        !strcmp(url, "/metrics") || !strcmp(url, "/v1/queue")) {
+        !strcmp(url, "/metrics") || !strcmp(url, "/v1/queue") || !strcmp(url, "/v1/metrics") ||
+        !strcmp(url, "/v1/agents")) {
         return get ? ROUTE_GET : ROUTE_BAD_METHOD;
     }
+    if (!strncmp(url, "/v1/agents/", 11)) return get || post ? ROUTE_AGENT : ROUTE_BAD_METHOD;
+    web_file f;
+    if (web_find(url, &f)) return get || head ? ROUTE_STATIC : ROUTE_BAD_METHOD;
     return ROUTE_NONE;
 }
 
@@ -492,7 +568,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
             return fail(c, 405, "invalid_request_error", "method_not_allowed", NULL,
                         "%.16s is not allowed on %.200s", method, url);
         }
-        if (strcmp(url, "/health") != 0 && !authorized(srv, c)) {
+        if (rt != ROUTE_STATIC && strcmp(url, "/health") != 0 && !authorized(srv, c)) {
             return fail(c, 401, "authentication_error", "invalid_api_key", NULL,
                         "a valid API key is required: send Authorization: Bearer KEY");
         }
@@ -532,6 +608,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     case ROUTE_GET: return handle_get(srv, c, url);
     case ROUTE_CHAT: return handle_completion(srv, c, API_CHAT, cn);
     case ROUTE_COMPLETION: return handle_completion(srv, c, API_COMPLETION, cn);
+    case ROUTE_AGENT: return handle_agent(c, url);
+    case ROUTE_STATIC: {
+        web_file f;
+        return web_find(url, &f) ? handle_static(c, &f) : MHD_NO;
+    }
     default: return MHD_NO; /* answered on the first call */
     }
 }
@@ -572,6 +653,11 @@ hearth_status server_start(sched *s, const server_params *p, server **out, heart
     clock_gettime(CLOCK_REALTIME, &ts);
     srv->id_salt = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)srv;
     atomic_init(&srv->stopping, false);
+    hearth_status hst = history_start(s, HISTORY_INTERVAL_MS, HISTORY_SAMPLES, &srv->hist, err);
+    if (hst != HEARTH_OK) {
+        server_stop(srv);
+        return hst;
+    }
 
     char port[16];
     snprintf(port, sizeof port, "%u", (unsigned)p->port);
@@ -615,6 +701,7 @@ void server_stop(server *srv) {
     if (!srv) return;
     atomic_store(&srv->stopping, true);
     if (srv->d) MHD_stop_daemon(srv->d);
+    history_stop(srv->hist);
     free(srv->api_key);
     free(srv->model_id);
     free(srv);

@@ -233,6 +233,11 @@ json_t *metrics_queue_json(sched *s) {
         json_object_set_new(o, "cached_tokens", json_integer(v[i].n_cached));
         json_object_set_new(o, "generated_tokens", json_integer(v[i].n_generated));
         json_object_set_new(o, "slot", v[i].slot >= 0 ? json_integer(v[i].slot) : json_null());
+        json_object_set_new(o, "paused_steps", json_integer(v[i].paused_steps));
+        json_object_set_new(o, "evictions", json_integer(v[i].evictions));
+        /* A name from a header may not be UTF-8; JSON strings must be. */
+        json_t *user = json_string(v[i].user);
+        json_object_set_new(o, "user", user ? user : json_string("?"));
         json_array_append_new(seqs, o);
         if (v[i].slot >= 0)
             running++;
@@ -240,11 +245,18 @@ json_t *metrics_queue_json(sched *s) {
             waiting++;
     }
     free(v);
+    sched_stats st;
+    sched_get_stats(s, &st);
+    uint32_t paused = 0;
+    for (int c = 0; c < SCHED_N_CLASS; c++) paused += st.paused[c];
     json_object_set_new(root, "object", json_string("queue"));
     json_object_set_new(root, "slots", json_integer(p->n_parallel));
     json_object_set_new(root, "n_ctx", json_integer(p->n_ctx));
     json_object_set_new(root, "running", json_integer((json_int_t)running));
     json_object_set_new(root, "waiting", json_integer((json_int_t)waiting));
+    json_object_set_new(root, "paused", json_integer(paused));
+    json_object_set_new(root, "preemptions_total", json_integer((json_int_t)st.preemptions));
+    json_object_set_new(root, "evictions_total", json_integer((json_int_t)st.evictions));
     json_object_set_new(root, "sequences", seqs);
     return root;
 }

@@ -14,10 +14,13 @@
  * of memory. */
 char *metrics_prometheus(sched *s, size_t *len);
 
-/* {"object": "queue", "slots", "n_ctx", "running", "waiting", "sequences":
- * [{id, class, effective_class, state, age_s, prompt_tokens, cached_tokens,
- * generated_tokens, slot}]}: running sequences first, then the queue in
- * the order it will be served.  NULL when out of memory. */
+/* {"object": "queue", "slots", "n_ctx", "running", "waiting", "paused",
+ * "preemptions_total", "evictions_total", "sequences": [{id, class,
+ * effective_class, state, age_s, prompt_tokens, cached_tokens,
+ * generated_tokens, slot, paused_steps, evictions, user}]}: running
+ * sequences first, then the queue in the order it will be served.  The
+ * totals count since the start (sequence-steps paused for a higher class,
+ * sequences sent back to the queue).  NULL when out of memory. */
 json_t *metrics_queue_json(sched *s);
 
 #endif
