@@ -165,9 +165,29 @@ try {
         if (!document.getElementById('stop').disabled) window.__stopEnabled = true;
       }).observe(box, { subtree: true, childList: true, characterData: true });
     });
+    await page.fill('#s-top_k', '7');
+    await page.fill('#s-seed', '11');
+    const sent = page.waitForRequest((r) => r.url().endsWith('/v1/chat/completions'));
     await page.fill('#prompt', 'Tell me about the hearth.');
     await page.press('#prompt', 'Enter');
+    const request = await sent;
     await page.waitForSelector('.msg.assistant:not(.streaming) .stats:has-text("tok/s")', { timeout: 30000 });
+    // The settings went out as the API's fields, with the key.
+    const body = request.postDataJSON();
+    check(body.stream === true && body.priority === 'interactive' && body.temperature === 0 && body.max_tokens === 160 &&
+      body.top_k === 7 && body.seed === 11 && body.user === 'web-test', `request ${JSON.stringify(body)}`);
+    check(request.headers().authorization === `Bearer ${KEY}`, 'chat request without the key');
+    // What streamed in is the whole reply: the same request, not streamed,
+    // from Node gives the same greedy text.
+    const ref = await (await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { ...AUTH, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ ...body, stream: false, stream_options: undefined }),
+    })).json();
+    const kept = await page.evaluate(() => JSON.parse(localStorage.getItem('hearth.conversation')).at(-1));
+    check(kept.role === 'assistant' && kept.content === ref.choices[0].message.content,
+      `streamed ${JSON.stringify(kept.content)} vs ${JSON.stringify(ref.choices[0].message.content)}`);
+    check(kept.stats.completion_tokens === ref.usage.completion_tokens, `tokens ${kept.stats.completion_tokens} vs ${ref.usage.completion_tokens}`);
     const seen = await page.evaluate(() => ({ lens: [...new Set(window.__lens)], stop: window.__stopEnabled }));
     const partial = seen.lens.filter((n) => n > 0);
     check(partial.length >= 3, `the reply did not stream: lengths seen ${JSON.stringify(seen.lens)}`);
@@ -175,6 +195,7 @@ try {
     const stats = await page.textContent('.msg.assistant:last-child .stats');
     check(/interactive/.test(stats) && /\d+ prompt tokens/.test(stats) && /\d+ tokens/.test(stats), stats);
     check(/first token \d+ ms/.test(stats) && /[\d.]+ tok\/s/.test(stats), stats);
+    check(stats.includes(` ${kept.stats.completion_tokens} tokens`), `${stats}: not ${kept.stats.completion_tokens} tokens`);
     const reply = await page.textContent('.msg.assistant:last-child .body');
     check(reply.trim().length > 0, 'empty reply');
     check(await page.isDisabled('#stop'), 'stop still enabled');
@@ -460,6 +481,11 @@ try {
     check(requests.length > 20, `only ${requests.length} requests seen`);
     const away = requests.filter((r) => !r.startsWith(`${url}/`) && !r.startsWith('data:'));
     check(leftLoopback.length === 0 && away.length === 0, `left loopback: ${[...leftLoopback, ...away].join(' ')}`);
+    // Only the page's own files and the public API of web/README.md.
+    const api = /^\/v1\/(models|queue|metrics(\?since=[\d.]+)?|chat\/completions|agents(\/[^/?]+\/(run|runs\?limit=\d+))?)$/;
+    const files = /^\/((index\.html)?|[a-z]+\.(js|css)|vendor\/uPlot\.(iife\.min\.js|min\.css))$/;
+    const other = requests.filter((r) => r.startsWith(`${url}/`)).map((r) => r.slice(url.length)).filter((p) => !api.test(p) && !files.test(p));
+    check(other.length === 0, `calls outside the public API: ${[...new Set(other)].join(' ')}`);
     check(pageErrors.length === 0, `page errors: ${pageErrors.join(' | ')}`);
     check(consoleErrors.length === 0, `console errors: ${consoleErrors.join(' | ')}`);
   });
