@@ -204,6 +204,7 @@ try {
 
   await test('web/stop_button_ends_the_reply_and_the_sequence', async () => {
     await page.fill('#s-max_tokens', '1800');
+    await page.selectOption('#priority', 'background');
     await page.fill('#prompt', 'Now a long one, please.');
     await page.click('#send');
     await page.waitForFunction(
@@ -214,6 +215,10 @@ try {
       null,
       { timeout: 20000 },
     );
+    // The server runs it at the class chosen in the page, for its user.
+    const running = (await queue()).sequences;
+    check(running.length === 1 && running[0].class === 'background' && running[0].user === 'web-test',
+      `queue while streaming: ${JSON.stringify(running)}`);
     await page.click('#stop');
     await page.waitForSelector('.msg.assistant:last-child .stats:has-text("stopped")', { timeout: 10000 });
     let q;
@@ -224,6 +229,7 @@ try {
     }
     check(q.sequences.length === 0, `the server still runs ${JSON.stringify(q.sequences)}`);
     await page.fill('#s-max_tokens', '160');
+    await page.selectOption('#priority', 'interactive');
   });
 
   await test('web/conversation_survives_a_reload', async () => {
