@@ -19,7 +19,8 @@
 //   order, the deltas stitching to the text of the same request unstreamed),
 //   the summary (sections, tokens per section within the bounds, guard
 //   stops = sections that ended by "loop"), every section a scheduler
-//   request of the asked class; chat completions with "sections".
+//   request of the asked class; a client hanging up cancels every section;
+//   chat completions with "sections", whole and streamed.
 // Prints "ok   name" / "FAIL name" lines for tests/run.sh.
 import Ajv2020 from 'ajv/dist/2020.js';
 import { check, failed, fixtureModel, metrics, postJson, shared, startServer, streamRequest, test }
@@ -131,6 +132,13 @@ await withServer(['-m', qwen3, '--parallel', '8', '--ctx', '1024', '-t', '1'], a
     check(r.json.object === 'chat.completion' && content.startsWith('## Waves\n') && content.includes('\n## Ships\n'), content);
     check(r.json.sections.length === 2 && r.json.summary.sections === 2, JSON.stringify(r.json.summary));
     check(r.json.sections.every((s) => s.tokens <= 30), JSON.stringify(r.json.sections));
+    const st = await streamRequest(server.url, '/v1/chat/completions', {
+      messages: [{ role: 'user', content: 'Write about the sea.' }], temperature: 0,
+      sections: { outline: ['Waves', 'Ships'], section_tokens: { min: 10, max: 30 }, order: 'parallel' },
+    });
+    check(st.status === 200 && st.done && st.events[0].object === 'chat.completion.chunk' &&
+      st.events[0].choices[0].delta.role === 'assistant', JSON.stringify(st.events[0]));
+    check(st.text === content, `streamed '${st.text}' vs '${content}'`);
   });
 });
 
@@ -182,6 +190,20 @@ await withServer(['-m', stories, '--parallel', '4', '--ctx', '2048', '-t', '1'],
     check(last.choices[0].finish_reason === 'stop' && last.summary.sections === 4 && last.usage.completion_tokens > 0,
       JSON.stringify(last));
     check(st.text === whole.json.text, `streamed:\n${st.text}\nwhole:\n${whole.json.text}`);
+  });
+
+  await test('server/sections_client_hangs_up', async () => {
+    const body = { topic: 'A long day at the farm.', sections: 12, order: 'parallel', section_tokens: 300 };
+    const st = await streamRequest(server.url, '/v1/sections', body, { abortAfter: 1 });
+    check(st.aborted, 'the stream ended before the client hung up');
+    // Every section's sequence is cancelled: the engine goes idle.
+    let q;
+    for (let i = 0; i < 300; i++) {
+      q = await (await fetch(server.url + '/v1/queue')).json();
+      if (q.running === 0 && q.waiting === 0) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    check(q.running === 0 && q.waiting === 0, JSON.stringify(q));
   });
 
   await test('server/sections_bad_input', async () => {
