@@ -422,6 +422,20 @@ static hearth_status make_prompt(hearth_sections *g, uint32_t job, slot *sl, hea
             tail_at = tail_len + 1;
         }
     }
+    if (g->p.prompt_tokens) {
+        what.tail = tail_len ? g->scratch : "";
+        size_t n_tok = 0;
+        hearth_status st =
+            g->p.prompt_tokens(&what, sl->prompt, PROMPT_TOKENS, &n_tok, g->p.format_arg, err);
+        if (st == HEARTH_ERR_BUFFER_TOO_SMALL) {
+            return error_set(err, HEARTH_ERR_CONTEXT_FULL,
+                             "sections: a prompt of %zu tokens is over %d", n_tok, PROMPT_TOKENS);
+        }
+        if (st != HEARTH_OK) return st;
+        if (n_tok == 0) return error_set(err, HEARTH_ERR_INVALID_ARG, "sections: an empty prompt");
+        sl->n_prompt = n_tok;
+        return HEARTH_OK;
+    }
     /* The tail sits at the start of scratch; the prompt text after it. */
     for (int attempt = 0; attempt < 2; attempt++) {
         what.tail = tail_len ? g->scratch : "";
@@ -600,6 +614,11 @@ static void finish_section(hearth_sections *g, slot *sl, uint32_t i, hearth_sect
         s->text[s->text_len] = '\0';
     }
     sl->job = NO_JOB;
+}
+
+hearth_sampler *hearth_sections_job_sampler(hearth_sections *g, uint32_t index) {
+    slot *sl = g ? slot_of(g, index) : NULL;
+    return sl ? sl->smp : NULL;
 }
 
 bool hearth_sections_push(hearth_sections *g, uint32_t index, hearth_token t) {
