@@ -216,7 +216,9 @@ try {
       { timeout: 20000 },
     );
     // The server runs it at the class chosen in the page, for its user.
-    const running = (await queue()).sequences;
+    // (Only this page's: agents the server runs may have their own.)
+    const mine = (q) => q.sequences.filter((x) => x.user === 'web-test');
+    const running = mine(await queue());
     check(running.length === 1 && running[0].class === 'background' && running[0].user === 'web-test',
       `queue while streaming: ${JSON.stringify(running)}`);
     await page.click('#stop');
@@ -224,10 +226,10 @@ try {
     let q;
     for (let i = 0; i < 40; i++) {
       q = await queue();
-      if (q.sequences.length === 0) break;
+      if (mine(q).length === 0) break;
       await sleep(50);
     }
-    check(q.sequences.length === 0, `the server still runs ${JSON.stringify(q.sequences)}`);
+    check(mine(q).length === 0, `the server still runs ${JSON.stringify(mine(q))}`);
     await page.fill('#s-max_tokens', '160');
     await page.selectOption('#priority', 'interactive');
   });
@@ -289,17 +291,20 @@ try {
     streams.push(backgroundStream({ prompt: 'A tool call', max_tokens: 1800, priority: 'tool', user: 'tool-runner' }, load));
     await page.waitForFunction(
       () => {
-        const bg = document.querySelectorAll('.qgroup[data-class=background] tr.seq');
-        const tool = document.querySelectorAll('.qgroup[data-class=tool] tr.seq');
-        return bg.length >= 3 && tool.length === 1;
+        const rows = (c, who) => [...document.querySelectorAll(`.qgroup[data-class=${c}] tr.seq`)].filter((r) => r.textContent.includes(who));
+        return rows('background', 'batch-bot').length >= 3 && rows('tool', 'tool-runner').length === 1;
       },
       null,
       { timeout: 15000 },
     );
-    const bgRows = await page.$$eval('.qgroup[data-class=background] tr.seq', (r) => r.map((x) => x.textContent));
-    check(bgRows.every((t) => t.includes('batch-bot')), `submitter missing: ${bgRows}`);
-    check(bgRows.some((t) => t.includes('waiting')), `no waiting row: ${bgRows}`);
-    check((await page.textContent('.qgroup[data-class=tool] tr.seq')).includes('tool-runner'), 'tool row');
+    // Every row in its class's group, with its submitter, age and tokens.
+    const rows = await page.$$eval('.qgroup tr.seq', (r) => r.map((x) => ({ group: x.closest('.qgroup').dataset.class, text: x.textContent })));
+    const bgRows = rows.filter((r) => r.text.includes('batch-bot'));
+    const toolRows = rows.filter((r) => r.text.includes('tool-runner'));
+    check(bgRows.length >= 3 && bgRows.every((r) => r.group === 'background'), `background rows: ${JSON.stringify(rows)}`);
+    check(toolRows.length === 1 && toolRows[0].group === 'tool', `tool rows: ${JSON.stringify(rows)}`);
+    check(bgRows.some((r) => r.text.includes('waiting')), `no waiting row: ${JSON.stringify(bgRows)}`);
+    check(bgRows.every((r) => /\d(\.\d)? s/.test(r.text) && /\d+ \/ \d+/.test(r.text)), `age or tokens missing: ${JSON.stringify(bgRows)}`);
     // An interactive request: no slot is free, so a background one is evicted.
     const r = await fetch(`${url}/v1/completions`, {
       method: 'POST',
