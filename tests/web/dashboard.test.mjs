@@ -11,13 +11,14 @@
 // background work stays in the queue while the page looks at it.
 //
 // Screenshots go to build/web-test/ (test artifacts, not committed).
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { chromium } from 'playwright-core';
 
-import { check, failed, report, root, startServer, synthModel, test } from '../server/lib.mjs';
+import { bin, check, failed, report, root, scratch, startServer, synthModel, test } from '../server/lib.mjs';
 
 const KEY = 'web-test-key';
 const AUTH = { Authorization: `Bearer ${KEY}` };
@@ -26,16 +27,37 @@ const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 mkdirSync(artifacts, { recursive: true });
 
-// Agents to serve, when there are some: HEARTH_WEB_AGENTS or
-// tests/web/agents.yaml (hearth serve --agents FILE).
-const agentsFile = process.env.HEARTH_WEB_AGENTS ||
-  ['agents.yaml', 'agents.json'].map((f) => join(root, 'tests/web', f)).find((f) => existsSync(f));
+// Agents to serve (hearth serve --agents FILE), when this hearth has them:
+// HEARTH_WEB_AGENTS, else a small file written here (its store and data
+// folder land beside it, in the scratch folder).
+function agentsFile() {
+  if (process.env.HEARTH_WEB_AGENTS) return process.env.HEARTH_WEB_AGENTS;
+  const help = spawnSync(bin, ['serve', '--help'], { encoding: 'utf8' });
+  if (!/--agents\b/.test(`${help.stdout}${help.stderr}`)) return null;
+  const dir = join(scratch, 'agents');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'agents.yaml');
+  writeFileSync(file, [
+    'store: web.db',
+    'workers: 1',
+    'agents:',
+    '  - name: notes',
+    '    description: Writes a short note when asked.',
+    '    class: tool',
+    '    prompt: You write a short note about the hearth.',
+    '    triggers: [api, {daily: "07:30"}]',
+    '    limits: {max_tokens: 24}',
+    '',
+  ].join('\n'));
+  return file;
+}
+const agents = agentsFile();
 
 const model = synthModel('llama-d512', 'q4_0');
 const server = await startServer([
   '-m', model, '--chat-template', 'chatml', '--api-key', KEY, '--alias', 'd512',
   '--parallel', '2', '--ctx', '2048', '-t', '1',
-  ...(agentsFile ? ['--agents', agentsFile] : []),
+  ...(agents ? ['--agents', agents] : []),
 ]);
 const url = server.url;
 const profile = mkdtempSync(join(tmpdir(), 'hearth-chromium-'));
@@ -366,8 +388,8 @@ try {
   // from the page appears in its history, as the server records it.
   const served = (await (await fetch(`${url}/v1/agents`, { headers: AUTH })).json()).data;
   if (!served.length) {
-    console.log('skip web/agent_run_appears: the server reports no agents ' +
-      '(set HEARTH_WEB_AGENTS or add tests/web/agents.yaml to serve some)');
+    console.log(`skip web/agent_run_appears: the server reports no agents (${agents
+      ? `with --agents ${agents}` : 'this hearth serve has no --agents; HEARTH_WEB_AGENTS=FILE forces one'})`);
   } else {
     await test('web/agent_run_appears', async () => {
       const a = served.find((x) => x.enabled !== false) || served[0];
@@ -431,7 +453,7 @@ try {
     const seen = [];
     const agent = () => ({
       id: 'digest', name: 'Morning digest', description: 'Summarises yesterday\'s issues.', class: 'background',
-      enabled: true, engine: 'local', output: 'sections',
+      enabled: true, engine: 'local', output: 'sections', tools: ['read_file', 'query_store'],
       triggers: [
         { type: 'daily', spec: '07:00', next_run_at: t + 3600 },
         { type: 'after', spec: 'summariser', next_run_at: null },
@@ -467,7 +489,8 @@ try {
     const card = '.agent[data-agent=digest]';
     await page.waitForSelector(card, { timeout: 10000 });
     const text = await page.textContent(card);
-    check(/Morning digest/.test(text) && /background/.test(text) && /sections/.test(text) && /engine: local/.test(text), text);
+    check(/Morning digest/.test(text) && /background/.test(text) && /sections/.test(text) && /engine: local/.test(text) &&
+      /tools: read_file, query_store/.test(text), text);
     check(/daily 07:00 · next/.test(text) && /after summariser/.test(text), `triggers: ${text}`);
     check(/succeeded/.test(text) && (await page.textContent(`${card} .run-output strong`)) === '3', `last run: ${text}`);
     await page.click(`${card} .show-runs`);
