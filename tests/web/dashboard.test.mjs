@@ -511,14 +511,33 @@ try {
     await page.unroute(stub);
   });
 
+  // A server without --api-key: the page never asks for one.
+  const open = await startServer(['-m', model, '--chat-template', 'chatml', '--alias', 'open', '--parallel', '1', '--ctx', '512', '-t', '1']);
+  try {
+    await test('web/no_key_asked_without_api_key', async () => {
+      const p2 = await context.newPage();
+      p2.on('pageerror', (e) => pageErrors.push(e.message));
+      await p2.goto(`${open.url}/#queue`);
+      await p2.waitForFunction(() => document.getElementById('model-name').textContent === 'open', null, { timeout: 10000 });
+      await p2.waitForFunction(() => document.getElementById('live-status').textContent === 'live', null, { timeout: 10000 });
+      await p2.waitForSelector('#queue-cards .card', { timeout: 10000 });
+      check(!(await p2.isVisible('#key-dialog')), 'asked for a key the server does not want');
+      check((await p2.evaluate(() => sessionStorage.getItem('hearth.apiKey'))) === null, 'a key in the session');
+      await p2.close();
+    });
+  } finally {
+    await open.stop();
+  }
+
   await test('web/nothing_left_loopback_and_no_page_errors', () => {
     check(requests.length > 20, `only ${requests.length} requests seen`);
-    const away = requests.filter((r) => !r.startsWith(`${url}/`) && !r.startsWith('data:'));
+    const ours = (r) => r.startsWith(`${url}/`) || r.startsWith(`${open.url}/`);
+    const away = requests.filter((r) => !ours(r) && !r.startsWith('data:'));
     check(leftLoopback.length === 0 && away.length === 0, `left loopback: ${[...leftLoopback, ...away].join(' ')}`);
     // Only the page's own files and the public API of web/README.md.
     const api = /^\/v1\/(models|queue|metrics(\?since=[\d.]+)?|chat\/completions|agents(\/[^/?]+\/(run|runs\?limit=\d+))?)$/;
     const files = /^\/((index\.html)?|[a-z]+\.(js|css)|vendor\/uPlot\.(iife\.min\.js|min\.css))$/;
-    const other = requests.filter((r) => r.startsWith(`${url}/`)).map((r) => r.slice(url.length)).filter((p) => !api.test(p) && !files.test(p));
+    const other = requests.filter(ours).map((r) => new URL(r)).map((u) => u.pathname + u.search).filter((p) => !api.test(p) && !files.test(p));
     check(other.length === 0, `calls outside the public API: ${[...new Set(other)].join(' ')}`);
     check(pageErrors.length === 0, `page errors: ${pageErrors.join(' | ')}`);
     check(consoleErrors.length === 0, `console errors: ${consoleErrors.join(' | ')}`);
