@@ -3,7 +3,6 @@
 #
 # On Debian 12: a C compiler and make, PCRE2, jansson and libmicrohttpd (the
 # libraries hearth links), Node.js and npm (the OpenAI SDK tests of the server),
-# chromium (the dashboard's browser tests, driven headless by playwright-core),
 # clang with its fuzzer runtime (for the fuzz targets) and clang-format (for
 # the format check).  Does nothing when everything is present.
 set -eu
@@ -16,7 +15,7 @@ command -v make >/dev/null 2>&1 || need+=(make)
 [ -f /usr/include/microhttpd.h ] || need+=(libmicrohttpd-dev)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromium >/dev/null 2>&1 || need+=(chromium) # the dashboard's browser tests
 command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v clang-format >/dev/null 2>&1 || need+=(clang-format)
 ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||

@@ -100,7 +100,7 @@ function agentCard(a) {
       a.enabled === false ? el('span', { class: 'badge muted', text: 'disabled' }) : null,
       el('span', { class: 'grow' }),
       input,
-      el('button', { type: 'button', class: 'small run-now', onclick: () => runNow(a.id) }, 'Run now'),
+      el('button', { type: 'button', class: 'small run-now', disabled: a.enabled === false, onclick: () => runNow(a.id) }, 'Run now'),
       el('button', { type: 'button', class: 'small show-runs', onclick: () => toggle(a.id) }, open.has(a.id) ? 'Hide runs' : 'Runs'),
     ),
     a.description ? el('p', { class: 'muted', text: a.description }) : null,
@@ -109,6 +109,7 @@ function agentCard(a) {
       { class: 'meta' },
       el('span', { text: `engine: ${a.engine || 'local'}` }),
       el('span', { text: ` · output: ${a.output || 'text'}` }),
+      Array.isArray(a.tools) && a.tools.length ? el('span', { text: ` · tools: ${a.tools.join(', ')}` }) : null,
     ),
     el('div', { class: 'meta' }, el('span', { text: 'triggers: ' }), triggers(a)),
     el(

@@ -11,13 +11,14 @@
 // background work stays in the queue while the page looks at it.
 //
 // Screenshots go to build/web-test/ (test artifacts, not committed).
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { chromium } from 'playwright-core';
 
-import { check, failed, report, root, startServer, synthModel, test } from '../server/lib.mjs';
+import { bin, check, failed, report, root, scratch, startServer, synthModel, test } from '../server/lib.mjs';
 
 const KEY = 'web-test-key';
 const AUTH = { Authorization: `Bearer ${KEY}` };
@@ -26,16 +27,37 @@ const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 mkdirSync(artifacts, { recursive: true });
 
-// Agents to serve, when there are some: HEARTH_WEB_AGENTS or
-// tests/web/agents.yaml (hearth serve --agents FILE).
-const agentsFile = process.env.HEARTH_WEB_AGENTS ||
-  ['agents.yaml', 'agents.json'].map((f) => join(root, 'tests/web', f)).find((f) => existsSync(f));
+// Agents to serve (hearth serve --agents FILE), when this hearth has them:
+// HEARTH_WEB_AGENTS, else a small file written here (its store and data
+// folder land beside it, in the scratch folder).
+function agentsFile() {
+  if (process.env.HEARTH_WEB_AGENTS) return process.env.HEARTH_WEB_AGENTS;
+  const help = spawnSync(bin, ['serve', '--help'], { encoding: 'utf8' });
+  if (!/--agents\b/.test(`${help.stdout}${help.stderr}`)) return null;
+  const dir = join(scratch, 'agents');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'agents.yaml');
+  writeFileSync(file, [
+    'store: web.db',
+    'workers: 1',
+    'agents:',
+    '  - name: notes',
+    '    description: Writes a short note when asked.',
+    '    class: tool',
+    '    prompt: You write a short note about the hearth.',
+    '    triggers: [api, {daily: "07:30"}]',
+    '    limits: {max_tokens: 24}',
+    '',
+  ].join('\n'));
+  return file;
+}
+const agents = agentsFile();
 
 const model = synthModel('llama-d512', 'q4_0');
 const server = await startServer([
   '-m', model, '--chat-template', 'chatml', '--api-key', KEY, '--alias', 'd512',
   '--parallel', '2', '--ctx', '2048', '-t', '1',
-  ...(agentsFile ? ['--agents', agentsFile] : []),
+  ...(agents ? ['--agents', agents] : []),
 ]);
 const url = server.url;
 const profile = mkdtempSync(join(tmpdir(), 'hearth-chromium-'));
@@ -149,7 +171,7 @@ try {
 
   await test('web/chat_streams_a_reply_with_counts_and_speed', async () => {
     await page.click('a[data-tab=chat]');
-    await page.fill('#s-temperature', '0');
+    await page.fill('#s-temperature', '1.5');
     await page.fill('#s-max_tokens', '160');
     await page.fill('#s-user', 'web-test');
     await page.selectOption('#priority', 'interactive');
@@ -174,17 +196,18 @@ try {
     await page.waitForSelector('.msg.assistant:not(.streaming) .stats:has-text("tok/s")', { timeout: 30000 });
     // The settings went out as the API's fields, with the key.
     const body = request.postDataJSON();
-    check(body.stream === true && body.priority === 'interactive' && body.temperature === 0 && body.max_tokens === 160 &&
+    check(body.stream === true && body.priority === 'interactive' && body.temperature === 1.5 && body.max_tokens === 160 &&
       body.top_k === 7 && body.seed === 11 && body.user === 'web-test', `request ${JSON.stringify(body)}`);
     check(request.headers().authorization === `Bearer ${KEY}`, 'chat request without the key');
     // What streamed in is the whole reply: the same request, not streamed,
-    // from Node gives the same greedy text.
+    // from Node gives the same text (a seeded sample).
     const ref = await (await fetch(`${url}/v1/chat/completions`, {
       method: 'POST',
       headers: { ...AUTH, 'Content-Type': 'application/json' },
       body: JSON.stringify({ ...body, stream: false, stream_options: undefined }),
     })).json();
     const kept = await page.evaluate(() => JSON.parse(localStorage.getItem('hearth.conversation')).at(-1));
+    check(new Set(kept.content.split(/\s+/)).size >= 5, `a reply too uniform to compare: ${kept.content.slice(0, 200)}`);
     check(kept.role === 'assistant' && kept.content === ref.choices[0].message.content,
       `streamed ${JSON.stringify(kept.content)} vs ${JSON.stringify(ref.choices[0].message.content)}`);
     check(kept.stats.completion_tokens === ref.usage.completion_tokens, `tokens ${kept.stats.completion_tokens} vs ${ref.usage.completion_tokens}`);
@@ -216,7 +239,9 @@ try {
       { timeout: 20000 },
     );
     // The server runs it at the class chosen in the page, for its user.
-    const running = (await queue()).sequences;
+    // (Only this page's: agents the server runs may have their own.)
+    const mine = (q) => q.sequences.filter((x) => x.user === 'web-test');
+    const running = mine(await queue());
     check(running.length === 1 && running[0].class === 'background' && running[0].user === 'web-test',
       `queue while streaming: ${JSON.stringify(running)}`);
     await page.click('#stop');
@@ -224,10 +249,10 @@ try {
     let q;
     for (let i = 0; i < 40; i++) {
       q = await queue();
-      if (q.sequences.length === 0) break;
+      if (mine(q).length === 0) break;
       await sleep(50);
     }
-    check(q.sequences.length === 0, `the server still runs ${JSON.stringify(q.sequences)}`);
+    check(mine(q).length === 0, `the server still runs ${JSON.stringify(mine(q))}`);
     await page.fill('#s-max_tokens', '160');
     await page.selectOption('#priority', 'interactive');
   });
@@ -289,17 +314,20 @@ try {
     streams.push(backgroundStream({ prompt: 'A tool call', max_tokens: 1800, priority: 'tool', user: 'tool-runner' }, load));
     await page.waitForFunction(
       () => {
-        const bg = document.querySelectorAll('.qgroup[data-class=background] tr.seq');
-        const tool = document.querySelectorAll('.qgroup[data-class=tool] tr.seq');
-        return bg.length >= 3 && tool.length === 1;
+        const rows = (c, who) => [...document.querySelectorAll(`.qgroup[data-class=${c}] tr.seq`)].filter((r) => r.textContent.includes(who));
+        return rows('background', 'batch-bot').length >= 3 && rows('tool', 'tool-runner').length === 1;
       },
       null,
       { timeout: 15000 },
     );
-    const bgRows = await page.$$eval('.qgroup[data-class=background] tr.seq', (r) => r.map((x) => x.textContent));
-    check(bgRows.every((t) => t.includes('batch-bot')), `submitter missing: ${bgRows}`);
-    check(bgRows.some((t) => t.includes('waiting')), `no waiting row: ${bgRows}`);
-    check((await page.textContent('.qgroup[data-class=tool] tr.seq')).includes('tool-runner'), 'tool row');
+    // Every row in its class's group, with its submitter, age and tokens.
+    const rows = await page.$$eval('.qgroup tr.seq', (r) => r.map((x) => ({ group: x.closest('.qgroup').dataset.class, text: x.textContent })));
+    const bgRows = rows.filter((r) => r.text.includes('batch-bot'));
+    const toolRows = rows.filter((r) => r.text.includes('tool-runner'));
+    check(bgRows.length >= 3 && bgRows.every((r) => r.group === 'background'), `background rows: ${JSON.stringify(rows)}`);
+    check(toolRows.length === 1 && toolRows[0].group === 'tool', `tool rows: ${JSON.stringify(rows)}`);
+    check(bgRows.some((r) => r.text.includes('waiting')), `no waiting row: ${JSON.stringify(bgRows)}`);
+    check(bgRows.every((r) => /\d(\.\d)? s/.test(r.text) && /\d+ \/ \d+/.test(r.text)), `age or tokens missing: ${JSON.stringify(bgRows)}`);
     // An interactive request: no slot is free, so a background one is evicted.
     const r = await fetch(`${url}/v1/completions`, {
       method: 'POST',
@@ -361,8 +389,8 @@ try {
   // from the page appears in its history, as the server records it.
   const served = (await (await fetch(`${url}/v1/agents`, { headers: AUTH })).json()).data;
   if (!served.length) {
-    console.log('skip web/agent_run_appears: the server reports no agents ' +
-      '(set HEARTH_WEB_AGENTS or add tests/web/agents.yaml to serve some)');
+    console.log(`skip web/agent_run_appears: the server reports no agents (${agents
+      ? `with --agents ${agents}` : 'this hearth serve has no --agents; HEARTH_WEB_AGENTS=FILE forces one'})`);
   } else {
     await test('web/agent_run_appears', async () => {
       const a = served.find((x) => x.enabled !== false) || served[0];
@@ -426,7 +454,7 @@ try {
     const seen = [];
     const agent = () => ({
       id: 'digest', name: 'Morning digest', description: 'Summarises yesterday\'s issues.', class: 'background',
-      enabled: true, engine: 'local', output: 'sections',
+      enabled: true, engine: 'local', output: 'sections', tools: ['read_file', 'query_store'],
       triggers: [
         { type: 'daily', spec: '07:00', next_run_at: t + 3600 },
         { type: 'after', spec: 'summariser', next_run_at: null },
@@ -462,7 +490,8 @@ try {
     const card = '.agent[data-agent=digest]';
     await page.waitForSelector(card, { timeout: 10000 });
     const text = await page.textContent(card);
-    check(/Morning digest/.test(text) && /background/.test(text) && /sections/.test(text) && /engine: local/.test(text), text);
+    check(/Morning digest/.test(text) && /background/.test(text) && /sections/.test(text) && /engine: local/.test(text) &&
+      /tools: read_file, query_store/.test(text), text);
     check(/daily 07:00 · next/.test(text) && /after summariser/.test(text), `triggers: ${text}`);
     check(/succeeded/.test(text) && (await page.textContent(`${card} .run-output strong`)) === '3', `last run: ${text}`);
     await page.click(`${card} .show-runs`);
@@ -483,14 +512,33 @@ try {
     await page.unroute(stub);
   });
 
+  // A server without --api-key: the page never asks for one.
+  const open = await startServer(['-m', model, '--chat-template', 'chatml', '--alias', 'open', '--parallel', '1', '--ctx', '512', '-t', '1']);
+  try {
+    await test('web/no_key_asked_without_api_key', async () => {
+      const p2 = await context.newPage();
+      p2.on('pageerror', (e) => pageErrors.push(e.message));
+      await p2.goto(`${open.url}/#queue`);
+      await p2.waitForFunction(() => document.getElementById('model-name').textContent === 'open', null, { timeout: 10000 });
+      await p2.waitForFunction(() => document.getElementById('live-status').textContent === 'live', null, { timeout: 10000 });
+      await p2.waitForSelector('#queue-cards .card', { timeout: 10000 });
+      check(!(await p2.isVisible('#key-dialog')), 'asked for a key the server does not want');
+      check((await p2.evaluate(() => sessionStorage.getItem('hearth.apiKey'))) === null, 'a key in the session');
+      await p2.close();
+    });
+  } finally {
+    await open.stop();
+  }
+
   await test('web/nothing_left_loopback_and_no_page_errors', () => {
     check(requests.length > 20, `only ${requests.length} requests seen`);
-    const away = requests.filter((r) => !r.startsWith(`${url}/`) && !r.startsWith('data:'));
+    const ours = (r) => r.startsWith(`${url}/`) || r.startsWith(`${open.url}/`);
+    const away = requests.filter((r) => !ours(r) && !r.startsWith('data:'));
     check(leftLoopback.length === 0 && away.length === 0, `left loopback: ${[...leftLoopback, ...away].join(' ')}`);
     // Only the page's own files and the public API of web/README.md.
     const api = /^\/v1\/(models|queue|metrics(\?since=[\d.]+)?|chat\/completions|agents(\/[^/?]+\/(run|runs\?limit=\d+))?)$/;
     const files = /^\/((index\.html)?|[a-z]+\.(js|css)|vendor\/uPlot\.(iife\.min\.js|min\.css))$/;
-    const other = requests.filter((r) => r.startsWith(`${url}/`)).map((r) => r.slice(url.length)).filter((p) => !api.test(p) && !files.test(p));
+    const other = requests.filter(ours).map((r) => new URL(r)).map((u) => u.pathname + u.search).filter((p) => !api.test(p) && !files.test(p));
     check(other.length === 0, `calls outside the public API: ${[...new Set(other)].join(' ')}`);
     check(pageErrors.length === 0, `page errors: ${pageErrors.join(' | ')}`);
     check(consoleErrors.length === 0, `console errors: ${consoleErrors.join(' | ')}`);
