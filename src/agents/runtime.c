@@ -505,9 +505,9 @@ static bool execute(run_ctx *rc, run_result *res, char **keep_output, char **kee
             json_decref(reply);
             break;
         }
+        json_t *said = json_is_string(content) ? json_incref(content) : json_string("");
         json_t *assistant =
-            json_pack("{s:s, s:O, s:O}", "role", "assistant", "content",
-                      json_is_string(content) ? content : json_string(""), "tool_calls", calls);
+            json_pack("{s:s, s:o, s:O}", "role", "assistant", "content", said, "tool_calls", calls);
         json_array_append_new(messages, assistant);
         size_t i;
         json_t *c;

@@ -149,10 +149,14 @@ static int open_confined(const char *folder, const char *rel, int flags, char *e
                        (last ? flags : O_RDONLY | O_DIRECTORY) | O_NOFOLLOW | O_CLOEXEC);
         if (f < 0) {
             ok = false;
-            if (errno == ELOOP) {
+            struct stat lsb;
+            int e = errno;
+            if (e == ELOOP ||
+                (e == ENOTDIR && fstatat(stack[depth], parts[i], &lsb, AT_SYMLINK_NOFOLLOW) == 0 &&
+                 S_ISLNK(lsb.st_mode))) {
                 say(err, cap, "'%.200s' goes through a symbolic link: refused", rel);
             } else {
-                say(err, cap, "cannot open '%.200s': %s", rel, strerror(errno));
+                say(err, cap, "cannot open '%.200s': %s", rel, strerror(e));
             }
             break;
         }
