@@ -337,6 +337,26 @@ TEST(news_file_flows_through_four_agents) {
     n = read_rows(db, rows, 16);
     CHECK(n == 4);
     free_rows(rows, n);
+    /* hearth agents: list, run --wait, runs. */
+    char cmd[4096], out[8192];
+    snprintf(
+        cmd, sizeof cmd,
+        "'%s' agents list --url http://127.0.0.1:%d && '%s' agents run draft --input 'by hand' "
+        "--wait --url http://127.0.0.1:%d >/dev/null && '%s' agents runs draft --json --url "
+        "http://127.0.0.1:%d",
+        hearth_bin, p.port, hearth_bin, p.port, hearth_bin, p.port);
+    FILE *f = popen(cmd, "r");
+    size_t got = f ? fread(out, 1, sizeof out - 1, f) : 0;
+    out[got] = '\0';
+    int status = f ? pclose(f) : -1;
+    CHECKF(status == 0, "hearth agents exit status %d: %s", status, out);
+    CHECK(strstr(out, "factcheck") && strstr(out, "after draft"));
+    const char *js = strchr(out, '{');
+    json_t *j = js ? json_loads(js, 0, NULL) : NULL;
+    json_t *newest = json_array_get(json_object_get(j, "data"), 0);
+    CHECK(newest && !strcmp(json_string_value(json_object_get(newest, "trigger")), "api") &&
+          !strcmp(json_string_value(json_object_get(newest, "status")), "succeeded"));
+    json_decref(j);
     stop_server(&p);
 }
 
@@ -505,6 +525,13 @@ TEST(bad_agents_file_refuses_to_start) {
     snprintf(want, sizeof want, "%s:5: unknown trigger 'every'", cfg);
     CHECKF(!strncmp(out, want, strlen(want)), "output: %s", out);
     CHECK(!strstr(out, "listening"));
+    snprintf(args, sizeof args, "'%s' agents check '%s' 2>&1", hearth_bin, cfg);
+    f = popen(args, "r");
+    REQUIRE(f);
+    n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    status = pclose(f);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1 && !strncmp(out, want, strlen(want)));
 }
 
 int main(int argc, char **argv) {
