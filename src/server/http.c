@@ -176,6 +176,7 @@ static void make_meta(server *srv, api_kind kind, const api_request *req, sched_
     m->tok = srv->env.tok;
     m->logprobs = req->sp.logprobs;
     m->chat_logprobs = req->chat_logprobs;
+    m->tools = req->tools && !req->stream;
 }
 
 /* ---------------------------------------------------------------- streams */

@@ -93,6 +93,7 @@ bool local_engine_complete(void *ctx, json_t *body, int timeout_ms, const atomic
         m.created = (long long)time(NULL);
         m.model = e->model_id;
         m.tok = e->env.tok;
+        m.tools = req.tools;
         *out = api_response_json(&m, text, n, NULL, 0, d.finish, &d);
         ok = *out != NULL;
         if (!ok) snprintf(err, err_cap, "out of memory");
