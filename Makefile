@@ -9,7 +9,10 @@
 # Only GNU make and a C11 compiler are required, with three libraries from
 # Debian: PCRE2 (libpcre2-dev, pre-tokenizer regexes), jansson
 # (libjansson-dev, JSON in checkpoints, tokenizer files and the API) and
-# libmicrohttpd (libmicrohttpd-dev, the HTTP server of `hearth serve`).
+# libmicrohttpd (libmicrohttpd-dev, the HTTP server of `hearth serve`); for
+# the agents runtime libyaml (libyaml-dev, agent definitions), SQLite
+# (libsqlite3-dev, the run store) and libcurl (libcurl4-openssl-dev, remote
+# engines and `hearth agents`).
 
 CC ?= cc
 ifeq ($(origin CC),default)
@@ -20,7 +23,7 @@ WARN := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Werror
 DEFS := -D_GNU_SOURCE
 INCS := -Iinclude -Isrc -Ibuild/gen
 PCRE_LIBS := -lpcre2-8
-LIBS := $(PCRE_LIBS) -ljansson -lmicrohttpd -lpthread -lm
+LIBS := $(PCRE_LIBS) -ljansson -lmicrohttpd -lyaml -lsqlite3 -lcurl -lpthread -lm
 
 ifeq ($(SAN),1)
 BUILD := build/asan
@@ -37,7 +40,7 @@ LDFLAGS_ALL := $(LDSAN) $(LDFLAGS)
 
 LIB_SRCS := $(sort $(wildcard src/util/*.c src/gguf/*.c src/kernels/*.c src/tokenizer/*.c \
                               src/model/*.c src/sample/*.c src/convert/*.c \
-                              src/sched/*.c src/server/*.c src/gen/*.c))
+                              src/sched/*.c src/server/*.c src/gen/*.c src/agents/*.c))
 CLI_SRCS := $(sort $(wildcard src/cli/*.c))
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 BENCH_SRCS := $(sort $(wildcard bench/*.c))

@@ -1,11 +1,13 @@
 /* harness.c — implementation of the test harness declared in test.h. */
 #include "test.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *test_prog = "test";
@@ -102,4 +104,69 @@ const char *test_tmpdir(void) {
         mkdir(dir, 0700);
     }
     return dir;
+}
+
+const char *test_hearth_bin(const char *argv0) {
+    static char bin[1024];
+    const char *env = getenv("HEARTH_BIN");
+    if (env && *env) {
+        snprintf(bin, sizeof bin, "%s", env);
+        return bin;
+    }
+    snprintf(bin, sizeof bin, "%s", argv0);
+    char *slash = strrchr(bin, '/');
+    if (slash) *slash = '\0';
+    slash = strrchr(bin, '/');
+    if (slash) {
+        snprintf(slash, sizeof bin - (size_t)(slash - bin), "/hearth");
+    } else {
+        snprintf(bin, sizeof bin, "../hearth");
+    }
+    return bin;
+}
+
+test_proc test_serve_start(const char *bin, const char *args) {
+    test_proc p = {-1, 0, ""};
+    static int n;
+    snprintf(p.err_path, sizeof p.err_path, "%s/serve-%d.err", test_tmpdir(), n++);
+    int fds[2];
+    if (pipe(fds) != 0) return p;
+    p.pid = fork();
+    if (p.pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd, "exec '%s' serve %s --port 0 2>'%s' </dev/null", bin, args,
+                 p.err_path);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *fp = fdopen(fds[0], "r");
+    char line[512];
+    if (fp && fgets(line, sizeof line, fp)) {
+        const char *colon = strrchr(line, ':');
+        if (strstr(line, "listening on") && colon) p.port = atoi(colon + 1);
+    }
+    if (fp) fclose(fp);
+    if (!p.port) {
+        char *e = test_read_file(p.err_path, NULL);
+        printf("  server did not start: %s\n", e ? e : "?");
+        free(e);
+    }
+    return p;
+}
+
+void test_serve_stop(test_proc *p) {
+    if (p->pid <= 0) return;
+    kill(p->pid, SIGTERM);
+    int st = 0;
+    waitpid(p->pid, &st, 0);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "server exit status %d", st);
+    char *e = test_read_file(p->err_path, NULL);
+    CHECKF(e && !strstr(e, "Sanitizer") && !strstr(e, "runtime error"), "server stderr: %s",
+           e ? e : "(none)");
+    free(e);
+    p->pid = -1;
 }

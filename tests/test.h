@@ -57,4 +57,23 @@ size_t test_parse_ints(const char *text, int32_t *out, size_t cap);
 /* A directory for scratch files of this run (created on first use). */
 const char *test_tmpdir(void);
 
+/* The hearth binary under test: $HEARTH_BIN, else build/<kind>/hearth for
+ * a test at build/<kind>/tests/<name> (argv0).  A static buffer. */
+const char *test_hearth_bin(const char *argv0);
+
+/* A `hearth serve` process started by a test. */
+typedef struct test_proc {
+    int pid;
+    int port;           /* 0 when it did not start */
+    char err_path[512]; /* its stderr */
+} test_proc;
+
+/* Starts `BIN serve ARGS --port 0` (stdin closed, stderr to a file) and
+ * reads the port from its "listening on" line; when it does not start,
+ * prints its stderr and returns port 0. */
+test_proc test_serve_start(const char *bin, const char *args);
+/* SIGTERM, then checks a clean exit (status 0) and a stderr without
+ * sanitizer reports. */
+void test_serve_stop(test_proc *p);
+
 #endif

@@ -39,58 +39,17 @@ static char qwen3[1024]; /* converted from tests/data/hf/qwen3: ChatML template 
 
 /* ---------------------------------------------------------------- the process */
 
-typedef struct proc {
-    pid_t pid;
-    int port;
-    char err_path[512];
-} proc;
+typedef test_proc proc;
 
-/* Starts `hearth serve ARGS --port 0`; port 0 on failure. */
+/* Starts `hearth serve ARGS --port 0 -t 2`; port 0 on failure. */
 static proc start(const char *args) {
-    proc p = {-1, 0, ""};
-    static int n;
-    snprintf(p.err_path, sizeof p.err_path, "%s/serve-%d.err", test_tmpdir(), n++);
-    int fds[2];
-    if (pipe(fds) != 0) return p;
-    p.pid = fork();
-    if (p.pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        char cmd[4096];
-        snprintf(cmd, sizeof cmd, "exec '%s' serve %s --port 0 -t 2 2>'%s' </dev/null", hearth_bin,
-                 args, p.err_path);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    FILE *fp = fdopen(fds[0], "r");
-    char line[512];
-    if (fp && fgets(line, sizeof line, fp)) {
-        const char *colon = strrchr(line, ':');
-        if (strstr(line, "listening on") && colon) p.port = atoi(colon + 1);
-    }
-    if (fp) fclose(fp);
-    if (!p.port) {
-        char *e = test_read_file(p.err_path, NULL);
-        printf("  server did not start: %s\n", e ? e : "?");
-        free(e);
-    }
-    return p;
+    char full[4096];
+    snprintf(full, sizeof full, "%s -t 2", args);
+    return test_serve_start(hearth_bin, full);
 }
 
-/* SIGTERM, then checks a clean exit and a quiet stderr. */
 static void stop_server(proc *p) {
-    if (p->pid <= 0) return;
-    kill(p->pid, SIGTERM);
-    int st = 0;
-    waitpid(p->pid, &st, 0);
-    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "server exit status %d", st);
-    char *e = test_read_file(p->err_path, NULL);
-    CHECKF(e && !strstr(e, "Sanitizer") && !strstr(e, "runtime error"), "server stderr: %s",
-           e ? e : "(none)");
-    free(e);
-    p->pid = -1;
+    test_serve_stop(p);
 }
 
 /* ---------------------------------------------------------------- HTTP/1.0 client */
@@ -844,20 +803,7 @@ int main(int argc, char **argv) {
     (void)argc;
     test_init(argv[0]);
     signal(SIGPIPE, SIG_IGN);
-    const char *env = getenv("HEARTH_BIN");
-    if (env && *env) {
-        snprintf(hearth_bin, sizeof hearth_bin, "%s", env);
-    } else {
-        /* build/<kind>/tests/test_server -> build/<kind>/hearth */
-        snprintf(hearth_bin, sizeof hearth_bin, "%s", argv[0]);
-        char *slash = strrchr(hearth_bin, '/');
-        if (slash) *slash = '\0';
-        slash = strrchr(hearth_bin, '/');
-        if (slash)
-            strcpy(slash, "/hearth");
-        else
-            strcpy(hearth_bin, "../hearth");
-    }
+    snprintf(hearth_bin, sizeof hearth_bin, "%s", test_hearth_bin(argv[0]));
     snprintf(stories, sizeof stories, "%s", test_shared("models/stories260K.gguf"));
     snprintf(qwen3, sizeof qwen3, "%s/qwen3.gguf", test_tmpdir());
     convert_params cp = {HEARTH_DTYPE_F32, NULL, NULL};

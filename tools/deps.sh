@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh — installs what building and testing hearth needs, when missing.
 #
-# On Debian 12: a C compiler and make, PCRE2, jansson and libmicrohttpd (the
-# libraries hearth links), Node.js and npm (the OpenAI SDK tests of the server),
+# On Debian 12: a C compiler and make, PCRE2, jansson, libmicrohttpd, libyaml,
+# SQLite and libcurl (the libraries hearth links), Node.js and npm (the OpenAI SDK tests of the server),
 # clang with its fuzzer runtime (for the fuzz targets) and clang-format (for
 # the format check).  Does nothing when everything is present.
 set -eu
@@ -13,6 +13,9 @@ command -v make >/dev/null 2>&1 || need+=(make)
 [ -f /usr/include/pcre2.h ] || need+=(libpcre2-dev)
 [ -f /usr/include/jansson.h ] || need+=(libjansson-dev)
 [ -f /usr/include/microhttpd.h ] || need+=(libmicrohttpd-dev)
+[ -f /usr/include/yaml.h ] || need+=(libyaml-dev)
+[ -f /usr/include/sqlite3.h ] || need+=(libsqlite3-dev)
+ls /usr/include/*/curl/curl.h /usr/include/curl/curl.h >/dev/null 2>&1 || need+=(libcurl4-openssl-dev)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v chromium >/dev/null 2>&1 || need+=(chromium) # the dashboard's browser tests

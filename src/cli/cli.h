@@ -15,6 +15,7 @@ int cli_bench(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
 int cli_serve(int argc, char **argv);
+int cli_agents(int argc, char **argv);
 
 /* Prints "hearth: error: <msg>" to stderr (one line). */
 void cli_error(const char *fmt, ...)

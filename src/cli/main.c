@@ -17,6 +17,7 @@ static const char usage[] =
     "commands:\n"
     "  run      generate text from a GGUF model (hearth run --help)\n"
     "  serve    serve a model over an OpenAI-compatible HTTP API (hearth serve --help)\n"
+    "  agents   list, run and follow the agents of a running server (hearth agents --help)\n"
     "  convert  convert a Hugging Face checkpoint to GGUF (hearth convert --help)\n"
     "  synth    write a random-weight model of a real shape (hearth synth --help)\n"
     "  bench    measure prompt and generation speed (hearth bench --help)\n"
@@ -100,6 +101,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "run")) return cli_run(argc - 2, argv + 2);
     if (!strcmp(cmd, "serve")) return cli_serve(argc - 2, argv + 2);
+    if (!strcmp(cmd, "agents")) return cli_agents(argc - 2, argv + 2);
     if (!strcmp(cmd, "convert")) return cli_convert(argc - 2, argv + 2);
     if (!strcmp(cmd, "synth")) return cli_synth(argc - 2, argv + 2);
     if (!strcmp(cmd, "bench")) return cli_bench(argc - 2, argv + 2);

@@ -13,9 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agents/agents.h"
 #include "cli/cli.h"
 #include "hearth.h"
 #include "sched/sched.h"
+#include "server/local_engine.h"
 #include "server/server.h"
 
 static const char serve_usage[] =
@@ -50,6 +52,10 @@ static const char serve_usage[] =
     "      --alias NAME        model name reported by /v1/models (default: the file name)\n"
     "      --max-body BYTES    request body limit (default 4194304)\n"
     "      --max-connections N open connections at most (default 256)\n"
+    "      --agents FILE       run the agents defined in FILE (YAML) beside the API:\n"
+    "                          triggers, tools and a SQLite store of every run; GET\n"
+    "                          /v1/agents and POST /v1/agents/NAME/run; a bad FILE is\n"
+    "                          reported as FILE:LINE and the server does not start\n"
     "  -t, --threads N         threads for the forward pass (default: one per CPU "
     "core)\n" CLI_MEMORY_USAGE "  -h, --help              show this help\n";
 
@@ -60,6 +66,7 @@ typedef struct serve_opts {
     const char *api_key;
     const char *alias;
     const char *chat_template;
+    const char *agents;
     long long max_body;
     long long max_connections;
     hearth_model_params mp;
@@ -142,6 +149,9 @@ static int parse_serve_args(int argc, char **argv, serve_opts *o, bool *done) {
         } else if (!strcmp(a, "--chat-template")) {
             VALUE();
             o->chat_template = v;
+        } else if (!strcmp(a, "--agents")) {
+            VALUE();
+            o->agents = v;
         } else if (!strcmp(a, "--alias")) {
             VALUE();
             o->alias = v;
@@ -238,7 +248,15 @@ int cli_serve(int argc, char **argv) {
     hearth_model *model = NULL;
     sched *s = NULL;
     server *srv = NULL;
+    agents_config *agents_cfg = NULL;
+    agents_rt *agents = NULL;
+    local_engine engine;
     rc = 1;
+    /* The agents file first: a bad one is refused before the model loads. */
+    if (o.agents && agents_config_load(o.agents, &agents_cfg, &err) != HEARTH_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        goto out;
+    }
     /* The model alone must fit the memory budget (refused before a byte of
      * weights is read); the scheduler then fits as many KV slots beside it
      * as it can, up to --parallel. */
@@ -265,6 +283,16 @@ int cli_serve(int argc, char **argv) {
     }
     char model_id[256];
     model_id_from_path(o.model, model_id, sizeof model_id);
+    if (agents_cfg) {
+        local_engine_init(&engine, s, chat, o.alias ? o.alias : model_id);
+        agent_engine local = {local_engine_complete, &engine};
+        hearth_status ast = agents_create(agents_cfg, local, &agents, &err);
+        agents_cfg = NULL; /* owned by the runtime (freed on failure too) */
+        if (ast != HEARTH_OK) {
+            cli_error("%s", err.msg);
+            goto out;
+        }
+    }
     server_params p = server_default_params();
     p.host = o.host;
     p.port = (uint16_t)o.port;
@@ -273,9 +301,18 @@ int cli_serve(int argc, char **argv) {
     p.chat = chat;
     p.max_body = (size_t)o.max_body;
     p.max_connections = (unsigned)o.max_connections;
+    p.agents = agents;
     if (server_start(s, &p, &srv, &err) != HEARTH_OK) {
         cli_error("%s", err.msg);
         goto out;
+    }
+    if (agents) {
+        if (agents_start(agents, &err) != HEARTH_OK) {
+            cli_error("%s", err.msg);
+            goto out;
+        }
+        fprintf(stderr, "hearth: agents from %s; %d interrupted run(s) recovered\n", o.agents,
+                agents_recovered(agents));
     }
     const sched_params *ep = sched_get_params(s);
     if (ep->n_parallel < o.sp.n_parallel) {
@@ -304,6 +341,8 @@ int cli_serve(int argc, char **argv) {
     rc = 0;
 out:
     server_stop(srv);
+    agents_free(agents); /* before the scheduler: its runs wait on it */
+    agents_config_free(agents_cfg);
     sched_free(s);
     hearth_model_free(model);
     return rc;

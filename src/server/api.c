@@ -12,6 +12,8 @@
  */
 #include "server/api.h"
 
+#include "server/api_tools.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -435,10 +437,15 @@ static bool parse_chat(const api_env *env, json_t *body, api_request *req, api_e
             ok = opt_bool(kw, "enable_thinking", &opt.enable_thinking, e);
         }
     }
+    api_tools tools;
+    memset(&tools, 0, sizeof tools);
+    if (ok) ok = api_tools_parse(body, msgs, n, env->chat, &tools, e);
     if (ok) {
         hearth_error err;
-        hearth_status st = chat_render_tokens(env->chat, env->tok, cm, n, &opt, &req->prompt,
-                                              &req->n_prompt, &err);
+        req->tools = tools.ct.n_defs > 0;
+        hearth_status st = chat_render_tokens_tools(env->chat, env->tok, cm, n, &opt,
+                                                    tools.defs ? &tools.ct : NULL, &req->prompt,
+                                                    &req->n_prompt, &err);
         if (st == HEARTH_ERR_NOMEM) {
             ok = api_fail(e, 500, "server_error", NULL, NULL, "%s", err.msg);
         } else if (st != HEARTH_OK) {
@@ -452,6 +459,7 @@ static bool parse_chat(const api_env *env, json_t *body, api_request *req, api_e
             ok = BAD("messages", "the conversation renders to no tokens");
         }
     }
+    api_tools_free(&tools);
     for (size_t i = 0; owned && i < n; i++) free(owned[i]);
     free(owned);
     free(cm);
@@ -660,10 +668,15 @@ json_t *api_response_json(const api_meta *m, const char *text, size_t n_text,
     json_t *o = envelope(m, chat ? "chat.completion" : "text_completion");
     json_t *choice = json_object();
     json_object_set_new(choice, "index", json_integer(0));
+    size_t content_len = n_text;
+    json_t *calls =
+        chat && m->tools ? api_tool_calls_json(text, n_text, m->id, &content_len) : NULL;
     if (chat) {
         json_t *msg = json_object();
         json_object_set_new(msg, "role", json_string("assistant"));
-        json_object_set_new(msg, "content", text_json(text, n_text));
+        json_object_set_new(msg, "content",
+                            calls && content_len == 0 ? json_null() : text_json(text, content_len));
+        if (calls) json_object_set_new(msg, "tool_calls", calls);
         json_object_set_new(choice, "message", msg);
     } else {
         json_object_set_new(choice, "text", text_json(text, n_text));
@@ -676,7 +689,8 @@ json_t *api_response_json(const api_meta *m, const char *text, size_t n_text,
     } else {
         json_object_set_new(choice, "logprobs", json_null());
     }
-    json_object_set_new(choice, "finish_reason", finish_json(finish));
+    json_object_set_new(choice, "finish_reason",
+                        calls ? json_string("tool_calls") : finish_json(finish));
     json_t *choices = json_array();
     json_array_append_new(choices, choice);
     json_object_set_new(o, "choices", choices);

@@ -74,6 +74,7 @@ typedef struct api_request {
     char user[SCHED_MAX_USER + 1]; /* "user": who submitted it (cut at a character
                                       boundary); sp.user points here */
     api_sections sec;
+    bool tools; /* chat with "tools": replies carry tool_calls */
 } api_request;
 
 /* Copies the submitter name s[0..len) into out (SCHED_MAX_USER + 1 bytes),
@@ -130,6 +131,7 @@ typedef struct api_meta {
     bool logprobs;      /* include logprobs */
     bool chat_logprobs; /* in the chat shape (else the legacy completions shape) */
     size_t text_offset; /* completions logprobs: bytes of text before this chunk */
+    bool tools;         /* <tool_call> blocks in a whole reply become tool_calls */
 } api_meta;
 
 /* A whole non-streamed response. */

@@ -20,6 +20,9 @@
  *            goes before the first user message
  *   Gemma    BOS, "<start_of_turn>{user|model}\n{trimmed}<end_of_turn>\n";
  *            a system message goes before the first user message
+ * With tools, ChatML and Qwen3 open with a system turn listing them in
+ * <tools></tools> (after the conversation's own system message), and an
+ * assistant turn's calls follow its content as <tool_call> blocks.
  */
 #include "server/chat.h"
 
@@ -181,12 +184,63 @@ static const char *role_name(chat_role r) {
 
 /* ---------------------------------------------------------------- families */
 
-static void render_chatml(builder *b, const chat_message *m, size_t n, const chat_options *o) {
-    for (size_t i = 0; i < n; i++) {
+/* The system turn listing the tools (Qwen's and Hermes' format), holding
+ * the conversation's own system message first; returns how many messages
+ * it used (0 or 1). */
+static size_t tools_system(builder *b, const chat_message *m, size_t n, const chat_tools *t) {
+    size_t used = n > 0 && m[0].role == CHAT_ROLE_SYSTEM ? 1 : 0;
+    special(b, "<|im_start|>");
+    text(b, "system\n");
+    if (used) {
+        textn(b, m[0].content, m[0].len);
+        text(b, "\n\n");
+    }
+    text(b, "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+            "You are provided with function signatures within <tools></tools> XML tags:\n<tools>");
+    for (size_t i = 0; i < t->n_defs; i++) {
+        text(b, "\n");
+        text(b, t->defs[i]);
+    }
+    text(b, "\n</tools>\n\nFor each function call, return a json object with function name and "
+            "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "
+            "<function-name>, \"arguments\": <args-json-object>}\n</tool_call>");
+    special(b, "<|im_end|>");
+    text(b, "\n");
+    return used;
+}
+
+/* An assistant turn's tool calls, after its content. */
+static void tool_calls(builder *b, const chat_tool_call *c, size_t n, bool had_content) {
+    for (size_t k = 0; k < n; k++) {
+        if (k > 0 || had_content) text(b, "\n");
+        text(b, "<tool_call>\n{\"name\": \"");
+        text(b, c[k].name);
+        text(b, "\", \"arguments\": ");
+        text(b, c[k].arguments);
+        text(b, "}\n</tool_call>");
+    }
+}
+
+/* Where message i's calls start in t->calls. */
+static size_t calls_before(const chat_tools *t, size_t i) {
+    size_t k = 0;
+    for (size_t j = 0; t && t->n_calls && j < i; j++) k += t->n_calls[j];
+    return k;
+}
+
+static size_t calls_of(const chat_tools *t, size_t i) {
+    return t && t->n_calls ? t->n_calls[i] : 0;
+}
+
+static void render_chatml(builder *b, const chat_message *m, size_t n, const chat_options *o,
+                          const chat_tools *t) {
+    size_t i = t && t->n_defs ? tools_system(b, m, n, t) : 0;
+    for (; i < n; i++) {
         special(b, "<|im_start|>");
         text(b, role_name(m[i].role));
         text(b, "\n");
         textn(b, m[i].content, m[i].len);
+        if (calls_of(t, i)) tool_calls(b, t->calls + calls_before(t, i), calls_of(t, i), m[i].len);
         special(b, "<|im_end|>");
         text(b, "\n");
     }
@@ -196,7 +250,8 @@ static void render_chatml(builder *b, const chat_message *m, size_t n, const cha
     }
 }
 
-static void render_qwen3(builder *b, const chat_message *m, size_t n, const chat_options *o) {
+static void render_qwen3(builder *b, const chat_message *m, size_t n, const chat_options *o,
+                         const chat_tools *t) {
     size_t last_query = n; /* index of the last user message (n: none) */
     for (size_t i = n; i-- > 0;) {
         if (m[i].role == CHAT_ROLE_USER) {
@@ -204,7 +259,8 @@ static void render_qwen3(builder *b, const chat_message *m, size_t n, const chat
             break;
         }
     }
-    for (size_t i = 0; i < n; i++) {
+    size_t first = t && t->n_defs ? tools_system(b, m, n, t) : 0;
+    for (size_t i = first; i < n; i++) {
         const char *c = m[i].content;
         size_t len = m[i].len;
         if (m[i].role == CHAT_ROLE_USER || m[i].role == CHAT_ROLE_SYSTEM) {
@@ -249,6 +305,7 @@ static void render_qwen3(builder *b, const chat_message *m, size_t n, const chat
                 trim_char(&c, &len, '\n', true, false);
             }
             textn(b, c, len);
+            if (calls_of(t, i)) tool_calls(b, t->calls + calls_before(t, i), calls_of(t, i), len);
             special(b, "<|im_end|>");
             text(b, "\n");
         } else {
@@ -393,12 +450,16 @@ static void render_gemma(builder *b, const chat_message *m, size_t n, const chat
     }
 }
 
+bool chat_has_tools(chat_family f) {
+    return f == CHAT_CHATML || f == CHAT_QWEN3;
+}
+
 static hearth_status render(chat_family f, const chat_message *m, size_t n, const chat_options *o,
-                            builder *b, hearth_error *err) {
+                            const chat_tools *t, builder *b, hearth_error *err) {
     memset(b, 0, sizeof *b);
     switch (f) {
-    case CHAT_CHATML: render_chatml(b, m, n, o); break;
-    case CHAT_QWEN3: render_qwen3(b, m, n, o); break;
+    case CHAT_CHATML: render_chatml(b, m, n, o, t); break;
+    case CHAT_QWEN3: render_qwen3(b, m, n, o, t); break;
     case CHAT_LLAMA3: render_llama3(b, m, n, o); break;
     case CHAT_LLAMA2: render_llama2(b, m, n, o); break;
     case CHAT_MISTRAL: render_mistral(b, m, n, o); break;
@@ -425,10 +486,17 @@ static bool token_text(const hearth_tokenizer *tok, hearth_token id, char *buf, 
 hearth_status chat_render_text(chat_family f, const hearth_tokenizer *tok, const chat_message *msgs,
                                size_t n, const chat_options *opt, char **out, size_t *len,
                                hearth_error *err) {
+    return chat_render_text_tools(f, tok, msgs, n, opt, NULL, out, len, err);
+}
+
+hearth_status chat_render_text_tools(chat_family f, const hearth_tokenizer *tok,
+                                     const chat_message *msgs, size_t n, const chat_options *opt,
+                                     const chat_tools *tools, char **out, size_t *len,
+                                     hearth_error *err) {
     *out = NULL;
     *len = 0;
     builder b;
-    hearth_status st = render(f, msgs, n, opt, &b, err);
+    hearth_status st = render(f, msgs, n, opt, tools, &b, err);
     if (st != HEARTH_OK) return st;
     char *res = NULL;
     size_t n_res = 0, cap = 0;
@@ -510,10 +578,17 @@ static hearth_status push_id(tokbuf *o, hearth_token id, hearth_error *err) {
 hearth_status chat_render_tokens(chat_family f, const hearth_tokenizer *tok,
                                  const chat_message *msgs, size_t n, const chat_options *opt,
                                  hearth_token **out, size_t *n_out, hearth_error *err) {
+    return chat_render_tokens_tools(f, tok, msgs, n, opt, NULL, out, n_out, err);
+}
+
+hearth_status chat_render_tokens_tools(chat_family f, const hearth_tokenizer *tok,
+                                       const chat_message *msgs, size_t n, const chat_options *opt,
+                                       const chat_tools *tools, hearth_token **out, size_t *n_out,
+                                       hearth_error *err) {
     *out = NULL;
     *n_out = 0;
     builder b;
-    hearth_status st = render(f, msgs, n, opt, &b, err);
+    hearth_status st = render(f, msgs, n, opt, tools, &b, err);
     if (st != HEARTH_OK) return st;
     tokbuf o = {NULL, 0, 0};
     /* A run of plain text is b.text[run_off .. run_off + run_len): the

@@ -67,6 +67,36 @@ hearth_status chat_render_tokens(chat_family f, const hearth_tokenizer *tok,
                                  const chat_message *msgs, size_t n, const chat_options *opt,
                                  hearth_token **out, size_t *n_out, hearth_error *err);
 
+/* Tools (OpenAI "tools" and assistant "tool_calls") for the families that
+ * have a tool-call format: ChatML and Qwen3 list the tools in the system
+ * turn inside <tools></tools> and write each call as
+ * <tool_call>\n{"name": …, "arguments": …}\n</tool_call>; the other
+ * families render the conversation without them. */
+typedef struct chat_tool_call {
+    const char *name;      /* NUL-terminated */
+    const char *arguments; /* JSON text, NUL-terminated */
+} chat_tool_call;
+
+typedef struct chat_tools {
+    const char *const *defs; /* (n_defs) each tool as JSON text, as the template's tojson */
+    size_t n_defs;
+    const chat_tool_call *calls; /* every call of the conversation, in message order */
+    const size_t *n_calls;       /* (n messages) calls of each message; NULL for none */
+} chat_tools;
+
+/* chat_render_text and chat_render_tokens with tools (tools may be NULL). */
+hearth_status chat_render_text_tools(chat_family f, const hearth_tokenizer *tok,
+                                     const chat_message *msgs, size_t n, const chat_options *opt,
+                                     const chat_tools *tools, char **out, size_t *len,
+                                     hearth_error *err);
+hearth_status chat_render_tokens_tools(chat_family f, const hearth_tokenizer *tok,
+                                       const chat_message *msgs, size_t n, const chat_options *opt,
+                                       const chat_tools *tools, hearth_token **out, size_t *n_out,
+                                       hearth_error *err);
+
+/* True when family f renders tools. */
+bool chat_has_tools(chat_family f);
+
 /* Control tokens that end an assistant turn in this family (besides the
  * vocabulary's end-of-generation tokens); returns how many were written. */
 size_t chat_stop_tokens(chat_family f, const hearth_tokenizer *tok, hearth_token *out, size_t cap);

@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "agents/agents.h"
 #include "server/api.h"
 #include "server/history.h"
 #include "server/http_sections.h"
@@ -178,6 +179,7 @@ static void make_meta(server *srv, api_kind kind, const api_request *req, sched_
     m->tok = srv->env.tok;
     m->logprobs = req->sp.logprobs;
     m->chat_logprobs = req->chat_logprobs;
+    m->tools = req->tools && !req->stream;
 }
 
 /* ---------------------------------------------------------------- streams */
@@ -453,8 +455,12 @@ static enum MHD_Result handle_get(server *srv, struct MHD_Connection *c, const c
         return reply_json(c, MHD_HTTP_OK, j, NULL);
     }
     if (!strcmp(url, "/v1/agents")) {
-        /* No agents runtime yet: the list the dashboard's Agents panel
-         * reads is empty (web/README.md has the contract it expects). */
+        if (srv->p.agents) {
+            agents_reply ar;
+            agents_list(srv->p.agents, &ar);
+            return reply_json(c, (unsigned)ar.status, ar.json, NULL);
+        }
+        /* No agents configured: the list is empty. */
         json_t *j = json_object();
         json_object_set_new(j, "object", json_string("list"));
         json_object_set_new(j, "data", json_array());
@@ -464,12 +470,21 @@ static enum MHD_Result handle_get(server *srv, struct MHD_Connection *c, const c
                 url);
 }
 
-/* /v1/agents/ID and below: GET (an agent, its runs) and POST (run it now).
- * Until the agents runtime exists no agent does. */
-static enum MHD_Result handle_agent(struct MHD_Connection *c, const char *url) {
+/* /v1/agents/ID and below: GET (an agent, its runs) and POST (run it now),
+ * answered by the agents runtime (src/agents/runtime.c). */
+static enum MHD_Result handle_agent(server *srv, struct MHD_Connection *c, const char *method,
+                                    const char *url, const conn *cn) {
     const char *id = url + strlen("/v1/agents/");
-    return fail(c, 404, "invalid_request_error", "agent_not_found", "agent",
-                "no agent '%.*s': no agents are configured", (int)strcspn(id, "/"), id);
+    if (!srv->p.agents) {
+        return fail(c, 404, "invalid_request_error", "agent_not_found", "agent",
+                    "no agent '%.*s': no agents are configured", (int)strcspn(id, "/"), id);
+    }
+    const char *limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+    agents_reply ar;
+    agents_route(srv->p.agents, method, id, limit, cn->body, cn->n, &ar);
+    if (ar.json) return reply_json(c, (unsigned)ar.status, ar.json, NULL);
+    return fail(c, (unsigned)ar.status, ar.status >= 500 ? "server_error" : "invalid_request_error",
+                ar.code, ar.param, "%s", ar.message);
 }
 
 /* ---------------------------------------------------------------- the dashboard */
@@ -585,7 +600,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     case ROUTE_CHAT: return handle_completion(srv, c, API_CHAT, cn);
     case ROUTE_COMPLETION: return handle_completion(srv, c, API_COMPLETION, cn);
     case ROUTE_SECTIONS: return handle_completion(srv, c, API_SECTIONS, cn);
-    case ROUTE_AGENT: return handle_agent(c, url);
+    case ROUTE_AGENT: return handle_agent(srv, c, method, url, cn);
     case ROUTE_STATIC: {
         web_file f;
         return web_find(url, &f) ? handle_static(c, &f) : MHD_NO;

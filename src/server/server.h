@@ -25,6 +25,7 @@ typedef struct server_params {
     chat_family chat;         /* CHAT_NONE: chat completions are refused */
     size_t max_body;          /* request body limit in bytes */
     unsigned max_connections; /* open connections at most */
+    struct agents_rt *agents; /* the agents runtime behind /v1/agents; NULL for none */
 } server_params;
 
 server_params server_default_params(void);
