@@ -623,6 +623,10 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 /* ---------------------------------------------------------------- lifetime */
 
+const api_env *server_api_env(const server *srv) {
+    return &srv->env;
+}
+
 hearth_status server_start(sched *s, const server_params *p, server **out, hearth_error *err) {
     *out = NULL;
     server *srv = calloc(1, sizeof *srv);
