@@ -154,20 +154,21 @@ static void stream_close(sect_run *r) {
     r->done = true;
 }
 
+/* More events for sse_read; false when the client went away. */
+static bool stream_produce(void *arg) {
+    sect_run *r = arg;
+    if (http_client_gone(r->c) || atomic_load(r->x->stopping)) {
+        gen_runner_stop(r->run);
+        return false;
+    }
+    if (gen_runner_step(r->run, STEP_MS, on_section, r)) stream_close(r);
+    return true;
+}
+
 static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
     (void)pos;
     sect_run *r = cls;
-    for (;;) {
-        if (r->sb.oom) return MHD_CONTENT_READER_END_WITH_ERROR;
-        size_t k = sse_take(&r->sb, out, max);
-        if (k) return (ssize_t)k;
-        if (r->done) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (http_client_gone(r->c) || atomic_load(r->x->stopping)) {
-            gen_runner_stop(r->run);
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        }
-        if (gen_runner_step(r->run, STEP_MS, on_section, r)) stream_close(r);
-    }
+    return sse_read(&r->sb, &r->done, out, max, stream_produce, r);
 }
 
 static void stream_free(void *cls) {
