@@ -72,7 +72,8 @@ struct hearth_sections {
     job_state outline_state;
     hearth_token *outline_tokens; /* (outline_max_tokens) */
     uint32_t n_outline;
-    char *outline; /* "1. …\n2. …\n" */
+    uint32_t n_outline_prompt; /* tokens of the outline's prompt */
+    char *outline;             /* "1. …\n2. …\n" */
     size_t outline_len;
     bool outline_handed;
 
@@ -515,6 +516,7 @@ hearth_status hearth_sections_next_job(hearth_sections *g, hearth_section_job *j
     if (pick == HEARTH_SECTION_OUTLINE) {
         g->outline_state = JOB_RUNNING;
         g->n_outline = 0;
+        g->n_outline_prompt = (uint32_t)sl->n_prompt;
     } else {
         g->sec[pick].state = JOB_RUNNING;
         g->sec[pick].n_gen = 0;
@@ -754,6 +756,7 @@ bool hearth_sections_next_section(hearth_sections *g, hearth_section_info *out) 
         out->text = g->outline;
         out->text_len = g->outline_len;
         out->n_tokens = out->n_generated = g->n_outline;
+        out->n_prompt = g->n_outline_prompt;
         out->end = HEARTH_SECTION_BOUNDARY;
         return true;
     }

@@ -93,8 +93,8 @@ void api_copy_user(const char *s, size_t len, char *out);
  * 400 naming it before anything runs; "loop_guard" ("stop" | "penalize"
  * | "watch" | "off", or an object with "action" and the guard's window
  * settings) into req->sp.guard and loop_action; and "sections" into
- * req->sec.  Then either req->sec.on (run it with gen_runner, see
- * server/sections_http.c) or api_submit. */
+ * req->sec.  Then either req->sec.on (http_sections, or in process
+ * http_sections_run: server/http_sections.h) or api_submit. */
 bool api_parse(const api_env *env, api_kind kind, json_t *body, const char *priority_header,
                api_request *req, api_error *e);
 void api_request_free(api_request *req);

@@ -221,21 +221,22 @@ static void stream_format(stream *st, bool finished) {
     st->done = true;
 }
 
+/* More events for sse_read; false when the client went away. */
+static bool stream_produce(void *arg) {
+    stream *st = arg;
+    if (client_gone(st->c) || atomic_load(&st->srv->stopping)) {
+        sched_cancel(st->r);
+        return false;
+    }
+    bool finished = sched_poll(st->r, POLL_MS, &st->d);
+    stream_format(st, finished);
+    return true;
+}
+
 static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
     (void)pos;
     stream *st = cls;
-    for (;;) {
-        if (st->sb.oom) return MHD_CONTENT_READER_END_WITH_ERROR;
-        size_t k = sse_take(&st->sb, out, max);
-        if (k) return (ssize_t)k;
-        if (st->done) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (client_gone(st->c) || atomic_load(&st->srv->stopping)) {
-            sched_cancel(st->r);
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        }
-        bool finished = sched_poll(st->r, POLL_MS, &st->d);
-        stream_format(st, finished);
-    }
+    return sse_read(&st->sb, &st->done, out, max, stream_produce, st);
 }
 
 static void stream_free(void *cls) {

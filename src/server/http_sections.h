@@ -22,13 +22,21 @@ typedef struct http_sections_env {
     sched *s;
     const api_env *env;
     const char *model_id;
-    const atomic_bool *stopping;
+    const atomic_bool *stopping; /* may be NULL for http_sections_run */
     uint64_t id_salt;
 } http_sections_env;
 
 /* Answers a parsed request with req->sec.on (kind API_SECTIONS or API_CHAT). */
 enum MHD_Result http_sections(const http_sections_env *x, struct MHD_Connection *c, api_kind kind,
                               api_request *req);
+
+/* The same without HTTP, for an in-process caller (agents): runs a parsed
+ * request with req->sec.on on the calling thread to its end and returns
+ * the whole reply, the body a non-streamed request gets; NULL with e
+ * filled when it fails, or when cancelled (may be NULL; asked between
+ * steps, arg its argument) says so. */
+json_t *http_sections_run(const http_sections_env *x, api_kind kind, api_request *req,
+                          bool (*cancelled)(void *), void *arg, api_error *e);
 
 /* http.c's replies, shared with this handler. */
 enum MHD_Result http_reply_json(struct MHD_Connection *c, unsigned status, json_t *j);

@@ -154,45 +154,68 @@ static void stream_close(sect_run *r) {
     r->done = true;
 }
 
+/* More events for sse_read; false when the client went away. */
+static bool stream_produce(void *arg) {
+    sect_run *r = arg;
+    if (http_client_gone(r->c) || atomic_load(r->x->stopping)) {
+        gen_runner_stop(r->run);
+        return false;
+    }
+    if (gen_runner_step(r->run, STEP_MS, on_section, r)) stream_close(r);
+    return true;
+}
+
 static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
     (void)pos;
     sect_run *r = cls;
-    for (;;) {
-        if (r->sb.oom) return MHD_CONTENT_READER_END_WITH_ERROR;
-        size_t k = sse_take(&r->sb, out, max);
-        if (k) return (ssize_t)k;
-        if (r->done) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (http_client_gone(r->c) || atomic_load(r->x->stopping)) {
-            gen_runner_stop(r->run);
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        }
-        if (gen_runner_step(r->run, STEP_MS, on_section, r)) stream_close(r);
-    }
+    return sse_read(&r->sb, &r->done, out, max, stream_produce, r);
 }
 
 static void stream_free(void *cls) {
     run_free(cls);
 }
 
-/* Waits for the whole generation and replies with it. */
-static enum MHD_Result complete(sect_run *r) {
-    while (!gen_runner_step(r->run, STEP_MS, on_section, r)) {
-        if (http_client_gone(r->c) || atomic_load(r->x->stopping)) {
-            gen_runner_stop(r->run);
-            run_free(r);
-            return MHD_NO; /* closes the connection */
+/* Makes the run of a parsed request: planner and runner; NULL with e. */
+static sect_run *run_new(const http_sections_env *x, struct MHD_Connection *c, api_kind kind,
+                         api_request *req, api_error *e) {
+    sect_run *r = calloc(1, sizeof *r);
+    if (!r) {
+        api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+        return NULL;
+    }
+    r->xs = *x;
+    r->x = &r->xs;
+    r->c = c;
+    r->kind = kind;
+    r->stream = req->stream && c;
+    r->created = (long long)time(NULL);
+    r->sections = json_array();
+    r->outline = json_array();
+    static _Atomic uint64_t counter;
+    uint64_t k = (++counter * 0x9e3779b97f4a7c15ull) ^ x->id_salt ^ (uint64_t)r->created;
+    snprintf(r->id, sizeof r->id, "%s-%016llx", kind == API_CHAT ? "chatcmpl" : "sect",
+             (unsigned long long)k);
+    hearth_error err;
+    hearth_status st = hearth_sections_create(x->env->tok, &req->sec.p, &r->g, &err);
+    if (st == HEARTH_OK) {
+        gen_runner_params gp = {req->sp.cls, req->user, req->sec.p.guard.action};
+        st = gen_runner_create(x->s, r->g, &gp, &r->run, &err);
+    }
+    if (st != HEARTH_OK || !r->sections || !r->outline) {
+        if (st == HEARTH_ERR_INVALID_ARG) {
+            api_fail(e, 400, "invalid_request_error", NULL, "sections", "%s", err.msg);
+        } else {
+            api_fail(e, 500, "server_error", NULL, NULL, "%s",
+                     st != HEARTH_OK ? err.msg : "out of memory");
         }
-    }
-    int status = 0;
-    const char *msg = gen_runner_error(r->run, &status);
-    enum MHD_Result ret;
-    if (msg[0]) {
-        api_error e;
-        api_fail(&e, status ? status : 500, "server_error", NULL, NULL, "%s", msg);
-        ret = http_reply_error(r->c, &e);
         run_free(r);
-        return ret;
+        return NULL;
     }
+    return r;
+}
+
+/* The whole reply of a finished run. */
+static json_t *whole_json(sect_run *r) {
     hearth_sections_result res;
     hearth_sections_result_get(r->g, &res);
     bool chat = r->kind == API_CHAT;
@@ -217,48 +240,55 @@ static enum MHD_Result complete(sect_run *r) {
     json_object_set(o, "sections", r->sections);
     json_object_set_new(o, "summary", api_sections_summary_json(&res));
     json_object_set_new(o, "usage", usage_json(r, &res));
-    ret = http_reply_json(r->c, 200, o);
+    return o;
+}
+
+/* Steps r to its end; NULL with e when it failed or was cancelled. */
+static json_t *run_to_end(sect_run *r, bool (*cancelled)(void *), void *arg, api_error *e) {
+    while (!gen_runner_step(r->run, STEP_MS, on_section, r)) {
+        if (cancelled && cancelled(arg)) {
+            gen_runner_stop(r->run);
+            api_fail(e, 499, "server_error", NULL, NULL, "the request was cancelled");
+            return NULL;
+        }
+    }
+    int status = 0;
+    const char *msg = gen_runner_error(r->run, &status);
+    if (msg[0]) {
+        api_fail(e, status ? status : 500, "server_error", NULL, NULL, "%s", msg);
+        return NULL;
+    }
+    json_t *o = whole_json(r);
+    if (!o) api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    return o;
+}
+
+json_t *http_sections_run(const http_sections_env *x, api_kind kind, api_request *req,
+                          bool (*cancelled)(void *), void *arg, api_error *e) {
+    sect_run *r = run_new(x, NULL, kind, req, e);
+    if (!r) return NULL;
+    json_t *o = run_to_end(r, cancelled, arg, e);
     run_free(r);
-    return ret;
+    return o;
+}
+
+static bool connection_cancelled(void *arg) {
+    sect_run *r = arg;
+    return http_client_gone(r->c) || atomic_load(r->x->stopping);
 }
 
 enum MHD_Result http_sections(const http_sections_env *x, struct MHD_Connection *c, api_kind kind,
                               api_request *req) {
-    sect_run *r = calloc(1, sizeof *r);
     api_error e;
-    if (!r) {
-        api_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
-        return http_reply_error(c, &e);
-    }
-    r->xs = *x;
-    r->x = &r->xs;
-    r->c = c;
-    r->kind = kind;
-    r->stream = req->stream;
-    r->created = (long long)time(NULL);
-    r->sections = json_array();
-    r->outline = json_array();
-    static _Atomic uint64_t counter;
-    uint64_t k = (++counter * 0x9e3779b97f4a7c15ull) ^ x->id_salt ^ (uint64_t)r->created;
-    snprintf(r->id, sizeof r->id, "%s-%016llx", kind == API_CHAT ? "chatcmpl" : "sect",
-             (unsigned long long)k);
-    hearth_error err;
-    hearth_status st = hearth_sections_create(x->env->tok, &req->sec.p, &r->g, &err);
-    if (st == HEARTH_OK) {
-        gen_runner_params gp = {req->sp.cls, req->user, req->sec.p.guard.action};
-        st = gen_runner_create(x->s, r->g, &gp, &r->run, &err);
-    }
-    if (st != HEARTH_OK || !r->sections || !r->outline) {
-        if (st == HEARTH_ERR_INVALID_ARG) {
-            api_fail(&e, 400, "invalid_request_error", NULL, "sections", "%s", err.msg);
-        } else {
-            api_fail(&e, 500, "server_error", NULL, NULL, "%s",
-                     st != HEARTH_OK ? err.msg : "out of memory");
-        }
+    sect_run *r = run_new(x, c, kind, req, &e);
+    if (!r) return http_reply_error(c, &e);
+    if (!r->stream) {
+        json_t *o = run_to_end(r, connection_cancelled, r, &e);
+        bool gone = !o && e.status == 499;
         run_free(r);
-        return http_reply_error(c, &e);
+        if (gone) return MHD_NO; /* closes the connection */
+        return o ? http_reply_json(c, 200, o) : http_reply_error(c, &e);
     }
-    if (!r->stream) return complete(r);
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, r, stream_free);
     if (!resp) {

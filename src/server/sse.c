@@ -1,6 +1,7 @@
 /* sse.c — server-sent event bytes waiting to go out (see sse.h). */
 #include "server/sse.h"
 
+#include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,4 +51,15 @@ size_t sse_take(sse_buf *b, char *out, size_t max) {
 void sse_free(sse_buf *b) {
     free(b->buf);
     memset(b, 0, sizeof *b);
+}
+
+ssize_t sse_read(sse_buf *b, const bool *done, char *out, size_t max, bool (*produce)(void *arg),
+                 void *arg) {
+    for (;;) {
+        if (b->oom) return MHD_CONTENT_READER_END_WITH_ERROR;
+        size_t k = sse_take(b, out, max);
+        if (k) return (ssize_t)k;
+        if (*done) return MHD_CONTENT_READER_END_OF_STREAM;
+        if (!produce(arg)) return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
 }

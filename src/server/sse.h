@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 typedef struct sse_buf {
     char *buf; /* bytes not yet handed out */
@@ -22,5 +23,13 @@ void sse_done(sse_buf *b);
 /* Moves up to max waiting bytes to out; returns how many (0: none wait). */
 size_t sse_take(sse_buf *b, char *out, size_t max);
 void sse_free(sse_buf *b);
+
+/* The loop of a libmicrohttpd content callback: hands out waiting bytes;
+ * when none wait, ends the stream once *done is set, or calls produce
+ * (which appends events, and sets *done after the last) until some do.
+ * produce returning false (the client went away), or an append that ran
+ * out of memory, ends the stream with an error. */
+ssize_t sse_read(sse_buf *b, const bool *done, char *out, size_t max, bool (*produce)(void *arg),
+                 void *arg);
 
 #endif

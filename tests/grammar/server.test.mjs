@@ -5,7 +5,8 @@
 //   completions to a random-weight model with a real 151k byte-level BPE
 //   vocabulary (tests/data/hf/qwen3) at temperature 1, so the sequences
 //   share batches while each keeps its own grammar state; every reply
-//   parses and ajv validates it.  json_object on completions, and a GBNF
+//   parses and ajv validates it; greedy, eight at once, each equals
+//   `hearth run --json-schema --temp 0`.  json_object on completions, and a GBNF
 //   "grammar" whose outputs must match the same language as a regex.
 // Bad input: a schema with an unsupported keyword, a malformed one, a
 //   grammar that does not compile, one over the size limit, both fields at
@@ -23,7 +24,9 @@
 //   chat completions with "sections", whole and streamed.
 // Prints "ok   name" / "FAIL name" lines for tests/run.sh.
 import Ajv2020 from 'ajv/dist/2020.js';
-import { check, failed, fixtureModel, metrics, postJson, shared, startServer, streamRequest, test }
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { bin, check, failed, fixtureModel, metrics, postJson, scratch, shared, startServer, streamRequest, test }
   from '../server/lib.mjs';
 import { makeSchema } from './schemagen.mjs';
 import { join } from 'node:path';
@@ -70,6 +73,28 @@ await withServer(['-m', qwen3, '--parallel', '8', '--ctx', '1024', '-t', '1'], a
     });
     console.log(`note: ${30 - problems.length} of 30 schemas at once: the reply parses and validates`);
     check(problems.length === 0, problems.slice(0, 5).join('\n'));
+  });
+
+  await test('server/greedy_constrained_equals_hearth_run', async () => {
+    // Eight schemas at once (one batch, eight grammar states) against
+    // `hearth run --json-schema --temp 0` one at a time.
+    const schemas = Array.from({ length: 8 }, (_, i) => makeSchema(300 + i));
+    const replies = await Promise.all(schemas.map((schema) =>
+      postJson(server.url, '/v1/completions', {
+        prompt: 'JSON: ', max_tokens: 120, temperature: 0, loop_guard: 'off',
+        response_format: { type: 'json_schema', json_schema: { name: 'x', schema } },
+      })));
+    const problems = [];
+    schemas.forEach((schema, i) => {
+      const file = join(scratch, `eq-${i}.json`);
+      writeFileSync(file, JSON.stringify(schema));
+      const r = spawnSync(bin, ['run', '-m', qwen3, '-p', 'JSON: ', '--json-schema', file, '-n', '120',
+        '--temp', '0', '-t', '1'], { encoding: 'utf8' });
+      const want = r.stdout.slice('JSON: '.length).replace(/\n$/, '');
+      const got = replies[i].json.choices ? replies[i].json.choices[0].text : JSON.stringify(replies[i].json);
+      if (r.status !== 0 || got !== want) problems.push(`${JSON.stringify(schema)}:\n  serve ${got}\n  run   ${want}`);
+    });
+    check(problems.length === 0, problems.join('\n'));
   });
 
   await test('server/json_object_and_grammar', async () => {
