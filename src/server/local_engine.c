@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "gen/gen.h"
+#include "server/http_sections.h"
 
 #define POLL_MS 20
 
@@ -27,74 +27,35 @@ static double now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
-/* Counts the prompt tokens of every section (and the outline). */
-static bool count_prompt(const hearth_section_info *s, void *arg) {
-    *(uint32_t *)arg += s->n_prompt;
-    return true;
+/* Why a sectional run is to end early: the runtime stops, or the deadline. */
+typedef struct sect_wait {
+    const atomic_bool *stop;
+    double deadline;
+} sect_wait;
+
+static bool sect_cancelled(void *arg) {
+    const sect_wait *w = arg;
+    return atomic_load(w->stop) || now_ms() > w->deadline;
 }
 
 /* A request with "sections": the planner's jobs run as sequences of this
- * scheduler at the request's class (as POST /v1/sections); the reply is a
- * chat completion of the stitched text. */
+ * scheduler at the request's class, as for POST /v1/sections; the reply is
+ * the chat completion of the stitched text. */
 static bool complete_sections(local_engine *e, api_request *req, int timeout_ms,
                               const atomic_bool *stop, json_t **out, char *err, size_t err_cap) {
-    hearth_sections *g = NULL;
-    gen_runner *run = NULL;
-    hearth_error he;
-    hearth_status st = hearth_sections_create(e->env.tok, &req->sec.p, &g, &he);
-    if (st == HEARTH_OK) {
-        gen_runner_params gp = {req->sp.cls, req->user, req->sec.p.guard.action};
-        st = gen_runner_create(e->s, g, &gp, &run, &he);
+    http_sections_env x = {e->s, &e->env, e->model_id, NULL, 0};
+    sect_wait w = {stop, now_ms() + (double)timeout_ms};
+    api_error ae;
+    *out = http_sections_run(&x, API_CHAT, req, sect_cancelled, &w, &ae);
+    if (*out) return true;
+    if (atomic_load(stop)) {
+        snprintf(err, err_cap, "stopped");
+    } else if (now_ms() > w.deadline) {
+        snprintf(err, err_cap, "timed out after %d ms", timeout_ms);
+    } else {
+        snprintf(err, err_cap, "%s", ae.message);
     }
-    if (st != HEARTH_OK) {
-        snprintf(err, err_cap, "sections: %s", he.msg);
-        hearth_sections_free(g);
-        return false;
-    }
-    uint32_t n_prompt = 0;
-    bool ok = true;
-    double deadline = now_ms() + (double)timeout_ms;
-    while (!gen_runner_step(run, POLL_MS, count_prompt, &n_prompt)) {
-        if (atomic_load(stop) || now_ms() > deadline) {
-            if (atomic_load(stop)) {
-                snprintf(err, err_cap, "stopped");
-            } else {
-                snprintf(err, err_cap, "timed out after %d ms", timeout_ms);
-            }
-            gen_runner_stop(run);
-            ok = false;
-            break;
-        }
-    }
-    int status = 0;
-    const char *msg = gen_runner_error(run, &status);
-    if (ok && msg[0]) {
-        snprintf(err, err_cap, "%s", msg);
-        ok = false;
-    }
-    if (ok) {
-        hearth_sections_result res;
-        hearth_sections_result_get(g, &res);
-        api_meta m;
-        memset(&m, 0, sizeof m);
-        m.kind = API_CHAT;
-        snprintf(m.id, sizeof m.id, "chatcmpl-agent-sections");
-        m.created = (long long)time(NULL);
-        m.model = e->model_id;
-        m.tok = e->env.tok;
-        sched_delta usage;
-        memset(&usage, 0, sizeof usage);
-        usage.n_prompt = n_prompt;
-        usage.n_generated = res.n_generated;
-        *out =
-            api_response_json(&m, res.text, res.text_len, NULL, 0,
-                              res.repetition ? SCHED_FINISH_REPETITION : SCHED_FINISH_STOP, &usage);
-        ok = *out != NULL;
-        if (!ok) snprintf(err, err_cap, "out of memory");
-    }
-    gen_runner_free(run);
-    hearth_sections_free(g);
-    return ok;
+    return false;
 }
 
 bool local_engine_complete(void *ctx, json_t *body, int timeout_ms, const atomic_bool *stop,
