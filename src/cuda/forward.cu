@@ -418,13 +418,24 @@ static void act_quantize(cuda_ctx *c, const float *x, int64_t k, int rows) {
                                                                              c->ad, c->ka);
 }
 
+/* Quantized weights: the tensor-core kernel for several slots (tt > 1),
+ * the dp4a kernel for one. */
 template <int QT>
-static void launch_q(cuda_ctx *c, const dweight *w, float *y, mm_groups g, dim3 grid, int tt) {
+static void launch_q(cuda_ctx *c, const dweight *w, float *y, mm_groups g, int groups, int tt) {
     const uint8_t *q = (const uint8_t *)w->q;
-    if (tt == 1)
-        mm_q_cuda<QT, 1><<<grid, MM_WARPS * 32, 0, c->st>>>(q, w->d, w->ne0, w->ne1, c->aq, c->ad, c->ka, y, g);
-    else
-        mm_q_cuda<QT, 4><<<grid, MM_WARPS * 32, 0, c->st>>>(q, w->d, w->ne0, w->ne1, c->aq, c->ad, c->ka, y, g);
+    if (tt == 1) {
+        const dim3 grid((unsigned)((w->ne1 + MM_WARPS * MM_RPW - 1) / (MM_WARPS * MM_RPW)),
+                        (unsigned)groups);
+        mm_q_cuda<QT, 1><<<grid, MM_WARPS * 32, 0, c->st>>>(q, w->d, w->ne0, w->ne1, c->aq, c->ad,
+                                                             c->ka, y, g);
+        return;
+    }
+    /* dense products split their slots over grid.z so the grid fills the GPU */
+    const int chunks = g.active ? 1 : (g.n + MMA_SLOTS - 1) / MMA_SLOTS;
+    const dim3 grid((unsigned)((w->ne1 + MMA_ROWS - 1) / MMA_ROWS), (unsigned)groups,
+                    (unsigned)chunks);
+    mm_mma_cuda<QT><<<grid, MM_WARPS * 32, 0, c->st>>>(q, w->d, w->ne0, w->ne1, c->aq, c->ad, c->ka,
+                                                        y, g);
 }
 
 template <int WT>
@@ -443,11 +454,10 @@ static void matmul(cuda_ctx *c, const dweight *w, const float *x, float *y, mm_g
                    bool quantized, int tt) {
     if (is_quant(w)) {
         if (!quantized) act_quantize(c, x, w->ne0, g.active ? c->n_batch : g.n);
-        const dim3 grid((unsigned)((w->ne1 + MM_WARPS * MM_RPW - 1) / (MM_WARPS * MM_RPW)), (unsigned)groups);
         if (w->type == DT_Q4_0)
-            launch_q<DT_Q4_0>(c, w, y, g, grid, tt);
+            launch_q<DT_Q4_0>(c, w, y, g, groups, tt);
         else
-            launch_q<DT_Q8_0>(c, w, y, g, grid, tt);
+            launch_q<DT_Q8_0>(c, w, y, g, groups, tt);
         return;
     }
     const dim3 grid((unsigned)((w->ne1 + MM_WARPS - 1) / MM_WARPS), (unsigned)groups);
@@ -459,41 +469,129 @@ static void matmul(cuda_ctx *c, const dweight *w, const float *x, float *y, mm_g
         launch_f<DT_BF16>(c, w, x, y, g, grid, tt);
 }
 
-static void linear(cuda_ctx *c, const dweight *w, const float *x, float *y, int n) {
-    matmul(c, w, x, y, dense_rows(n), 1, false, n == 1 ? 1 : 4);
+
+/* One-token products through mv_q_cuda of nm matrices (one type, one
+ * input width) with the same activations: aq / ad, or x for MV_XF. */
+static void mv(cuda_ctx *c, int mode, const dweight *const *ws, float *const *ys, int nm,
+               const float *x, mm_groups g, int groups) {
+    mv_args a;
+    memset(&a, 0, sizeof a);
+    int64_t rows = 0;
+    for (int i = 0; i < nm; i++) {
+        a.q[i] = (const uint8_t *)ws[i]->q;
+        a.d[i] = ws[i]->d;
+        a.y[i] = ys[mode == MV_GLU ? 0 : i];
+        a.ne1[i] = ws[i]->ne1;
+        rows = max64(rows, ws[i]->ne1);
+    }
+    a.ne0 = ws[0]->ne0;
+    a.aq = c->aq;
+    a.ad = c->ad;
+    a.ka = c->ka;
+    a.x = x;
+    const int per_block = mode == MV_GLU ? MM_WARPS : MM_WARPS * 2;
+    const dim3 grid((unsigned)((rows + per_block - 1) / per_block), (unsigned)groups,
+                    mode == MV_GLU ? 1u : (unsigned)nm);
+    const dim3 block(MM_WARPS * 32);
+    const bool q4 = ws[0]->type == DT_Q4_0;
+    if (mode == MV_PLAIN) {
+        if (q4)
+            mv_q_cuda<DT_Q4_0, MV_PLAIN><<<grid, block, 0, c->st>>>(a, g);
+        else
+            mv_q_cuda<DT_Q8_0, MV_PLAIN><<<grid, block, 0, c->st>>>(a, g);
+    } else if (mode == MV_GLU) {
+        if (q4)
+            mv_q_cuda<DT_Q4_0, MV_GLU><<<grid, block, 0, c->st>>>(a, g);
+        else
+            mv_q_cuda<DT_Q8_0, MV_GLU><<<grid, block, 0, c->st>>>(a, g);
+    } else {
+        if (q4)
+            mv_q_cuda<DT_Q4_0, MV_XF><<<grid, block, 0, c->st>>>(a, g);
+        else
+            mv_q_cuda<DT_Q8_0, MV_XF><<<grid, block, 0, c->st>>>(a, g);
+    }
 }
 
-/* The mixture-of-experts feed-forward of c->xb (n tokens) into c->tmp. */
-static void moe_ffn(cuda_ctx *c, const dlayer *l, int n) {
+static bool same_quant(const dweight *a, const dweight *b) {
+    return is_quant(a) && is_quant(b) && a->type == b->type && a->ne0 == b->ne0;
+}
+
+/* y = W x for the n rows of x whose activations are already quantized in
+ * aq / ad (quantized weights) or for float x. */
+static void project(cuda_ctx *c, const dweight *w, const float *x, float *y, int n) {
+    if (is_quant(w) && n == 1) {
+        float *ys[1] = {y};
+        mv(c, MV_PLAIN, &w, ys, 1, NULL, dense_rows(1), 1);
+    } else {
+        matmul(c, w, x, y, dense_rows(n), 1, is_quant(w), n == 1 ? 1 : 4);
+    }
+}
+
+/* gate/up (silu(gate) * up into h) of the activations in xb (quantized
+ * already when the weights are), for groups g or dense rows. */
+static void gate_up(cuda_ctx *c, const dweight *gw, const dweight *uw, const float *x, float *h,
+                    float *u, int64_t width, int rows, mm_groups g, int groups, int n) {
+    if (n == 1 && same_quant(gw, uw)) {
+        const dweight *ws[2] = {gw, uw};
+        float *ys[1] = {h};
+        mv(c, MV_GLU, ws, ys, 2, NULL, g, groups);
+        return;
+    }
+    const int tt = n == 1 ? 1 : 4;
+    matmul(c, gw, x, h, g, groups, is_quant(gw), tt);
+    matmul(c, uw, x, u, g, groups, is_quant(uw), tt);
+    const int64_t tot = (int64_t)rows * width;
+    swiglu_cuda<<<(unsigned)((tot + 255) / 256), 256, 0, c->st>>>(h, u, tot);
+}
+
+/* down(h) into y for groups g (rows of h: slots) or dense rows. */
+static void down(cuda_ctx *c, const dweight *w, const float *h, float *y, int rows, mm_groups g,
+                 int groups, int n) {
+    if (n == 1 && is_quant(w)) {
+        float *ys[1] = {y};
+        mv(c, MV_XF, &w, ys, 1, h, g, groups);
+        return;
+    }
+    if (is_quant(w)) act_quantize(c, h, w->ne0, rows);
+    matmul(c, w, h, y, g, groups, true, n == 1 ? 1 : 4);
+}
+
+/* Whether the inputs of a block's products are quantized by the norm. */
+static bool ffn_wants_q(const dlayer *l) {
+    return is_quant(&l->gate_inp) || is_quant(&l->gate_exps) || is_quant(&l->up_exps) ||
+           is_quant(&l->w_gate) || is_quant(&l->w_up) || is_quant(&l->gate_shexp) ||
+           is_quant(&l->up_shexp) || is_quant(&l->gate_inp_shexp);
+}
+
+/* The mixture-of-experts feed-forward of c->xb (n tokens; quantized in
+ * aq when the weights are).  Returns what the next norm adds: the
+ * weighted expert outputs, or c->tmp when a shared expert is added. */
+static norm_add moe_ffn(cuda_ctx *c, const dlayer *l, int n) {
     const cuda_hparams *hp = &c->m->hp;
     const int k = (int)hp->n_expert_used, ne = (int)hp->n_expert, E = (int)hp->n_embd;
-    const int pairs = n * k, groups = ne < pairs ? ne : pairs, tt = n == 1 ? 1 : 4;
-    linear(c, &l->gate_inp, c->xb, c->router, n);
-    moe_route_cuda<<<n, 32, 0, c->st>>>(c->router, ne, k, hp->expert_weights_norm, c->sel, c->sel_w);
-    moe_group_cuda<<<1, 256, 0, c->st>>>(c->sel, pairs, k, ne, c->cnt, c->off, c->active,
-                                         c->active_n, c->slot_tok, c->pair_slot);
+    const int pairs = n * k, groups = ne < pairs ? ne : pairs;
+    project(c, &l->gate_inp, c->xb, c->router, n);
+    moe_route_group_cuda<<<1, 1024, 0, c->st>>>(c->router, n, ne, k, hp->expert_weights_norm,
+                                                c->sel, c->sel_w, c->cnt, c->off, c->active,
+                                                c->active_n, c->slot_tok, c->pair_slot);
     mm_groups g = {c->active, c->active_n, c->off, c->cnt, c->slot_tok, 0};
-    /* gate and up read each token's row of xb through slot_tok */
-    bool q = is_quant(&l->gate_exps);
-    if (q) act_quantize(c, c->xb, E, n);
-    matmul(c, &l->gate_exps, c->xb, c->moe_g, g, groups, q, tt);
-    if (is_quant(&l->up_exps) && !q) act_quantize(c, c->xb, E, n);
-    matmul(c, &l->up_exps, c->xb, c->moe_u, g, groups, is_quant(&l->up_exps), tt);
-    const int64_t f = hp->n_ff_exp, tot = (int64_t)pairs * f;
-    swiglu_cuda<<<(unsigned)((tot + 255) / 256), 256, 0, c->st>>>(c->moe_g, c->moe_u, tot);
-    /* down reads the slots' own rows */
+    gate_up(c, &l->gate_exps, &l->up_exps, c->xb, c->moe_g, c->moe_u, hp->n_ff_exp, pairs, g,
+            groups, n);
     g.map = NULL;
-    if (is_quant(&l->down_exps)) act_quantize(c, c->moe_g, f, pairs);
-    matmul(c, &l->down_exps, c->moe_g, c->moe_out, g, groups, true, tt);
+    down(c, &l->down_exps, c->moe_g, c->moe_out, pairs, g, groups, n);
+    norm_add r = {NULL, c->moe_out, c->pair_slot, c->sel_w, k};
+    if (l->gate_shexp.type < 0) return r;
     moe_combine_cuda<<<n, 256, 0, c->st>>>(c->moe_out, c->pair_slot, c->sel_w, k, E, c->tmp);
-    if (l->gate_shexp.type < 0) return;
-    linear(c, &l->gate_shexp, c->xb, c->hb, n);
-    linear(c, &l->up_shexp, c->xb, c->hb2, n);
-    const int64_t fs = (int64_t)n * hp->n_ff_shexp;
-    swiglu_cuda<<<(unsigned)((fs + 255) / 256), 256, 0, c->st>>>(c->hb, c->hb2, fs);
-    linear(c, &l->down_shexp, c->hb, c->tmp2, n);
-    if (l->gate_inp_shexp.type >= 0) linear(c, &l->gate_inp_shexp, c->xb, c->shg, n);
-    shexp_add_cuda<<<n, 256, 0, c->st>>>(c->tmp, c->tmp2, l->gate_inp_shexp.type >= 0 ? c->shg : NULL, E);
+    /* the experts' down products may have replaced xb's quantized rows */
+    if (ffn_wants_q(l)) act_quantize(c, c->xb, E, n);
+    gate_up(c, &l->gate_shexp, &l->up_shexp, c->xb, c->hb, c->hb2, hp->n_ff_shexp, n,
+            dense_rows(n), 1, n);
+    down(c, &l->down_shexp, c->hb, c->tmp2, n, dense_rows(n), 1, n);
+    if (l->gate_inp_shexp.type >= 0) project(c, &l->gate_inp_shexp, c->xb, c->shg, n);
+    shexp_add_cuda<<<n, 256, 0, c->st>>>(c->tmp, c->tmp2,
+                                         l->gate_inp_shexp.type >= 0 ? c->shg : NULL, E);
+    norm_add t = {c->tmp, NULL, NULL, NULL, 0};
+    return t;
 }
 
 /* Enqueues the whole forward pass of n tokens (inputs already in h_in). */
@@ -503,7 +601,8 @@ static void enqueue_forward(cuda_ctx *c, int n, int n_out) {
     const int B = (int)c->n_batch, E = (int)hp->n_embd;
     int *d_tok = c->d_in, *d_pos = c->d_in + B, *d_seq = c->d_in + 2 * B, *d_out = c->d_in + 3 * B;
     cudaMemcpyAsync(c->d_in, c->h_in, (size_t)(4 * B) * sizeof(int), cudaMemcpyHostToDevice, c->st);
-    embed_cuda<<<n, 256, 0, c->st>>>(m->token_embd.type, m->token_embd.q, m->token_embd.d, E, d_tok, c->x);
+    embed_cuda<<<n, 256, 0, c->st>>>(m->token_embd.type, m->token_embd.q, m->token_embd.d, E, d_tok,
+                                      c->x);
     rope_angles_cuda<<<n, 64, 0, c->st>>>(d_pos, c->cs, c->sn, (int)hp->n_rot / 2, (int)hp->n_rot,
                                           hp->rope_base);
     attn_args a;
@@ -528,48 +627,63 @@ static void enqueue_forward(cuda_ctx *c, int n, int n_out) {
     a.eps = hp->norm_eps;
     a.scale = 1.0f / sqrtf((float)hp->head_dim);
     a.out = c->att;
-    const int hd_threads = ((hp->head_dim > hp->head_dim_v ? hp->head_dim : hp->head_dim_v) + 31) / 32 * 32;
+    a.ka = c->ka;
+    const int hd_threads =
+        ((hp->head_dim > hp->head_dim_v ? hp->head_dim : hp->head_dim_v) + 31) / 32 * 32;
+    const bool e32 = E % QBLK == 0;
+    norm_add pend = {NULL, NULL, NULL, NULL, 0};
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const dlayer *l = &m->layers[il];
-        add_rmsnorm_cuda<<<n, 256, 0, c->st>>>(c->x, il ? c->tmp : NULL, (const float *)l->attn_norm.q,
-                                               c->xb, E, hp->norm_eps, NULL);
-        const bool same = is_quant(&l->wq) && is_quant(&l->wk) && is_quant(&l->wv);
-        if (same) act_quantize(c, c->xb, E, n);
-        mm_groups g = dense_rows(n);
-        const int tt = n == 1 ? 1 : 4;
-        matmul(c, &l->wq, c->xb, c->q, g, 1, same, tt);
-        matmul(c, &l->wk, c->xb, c->k, g, 1, same, tt);
-        matmul(c, &l->wv, c->xb, c->v, g, 1, same, tt);
+        const bool qkv_q = e32 && same_quant(&l->wq, &l->wk) && same_quant(&l->wq, &l->wv);
+        add_rmsnorm_cuda<<<n, 256, 0, c->st>>>(c->x, pend, (const float *)l->attn_norm.q, c->xb, E,
+                                               hp->norm_eps, NULL, qkv_q ? c->aq : NULL, c->ad,
+                                               c->ka);
+        if (qkv_q && n == 1) {
+            const dweight *ws[3] = {&l->wq, &l->wk, &l->wv};
+            float *ys[3] = {c->q, c->k, c->v};
+            mv(c, MV_PLAIN, ws, ys, 3, NULL, dense_rows(1), 1);
+        } else {
+            const int tt = n == 1 ? 1 : 4;
+            matmul(c, &l->wq, c->xb, c->q, dense_rows(n), 1, qkv_q, tt);
+            matmul(c, &l->wk, c->xb, c->k, dense_rows(n), 1, qkv_q, tt);
+            matmul(c, &l->wv, c->xb, c->v, dense_rows(n), 1, qkv_q, tt);
+        }
         a.bq = (const float *)l->bq.q;
         a.bk = (const float *)l->bk.q;
         a.bv = (const float *)l->bv.q;
         a.q_norm = (const float *)l->q_norm.q;
         a.k_norm = (const float *)l->k_norm.q;
         a.slot0 = (int64_t)il * c->n_seq * c->n_ctx;
+        const bool att_q = is_quant(&l->wo) && hp->head_dim_v % QBLK == 0;
+        a.aq = att_q ? c->aq : NULL;
+        a.ad = att_q ? c->ad : NULL;
         qkv_stage_cuda<<<dim3(hp->n_head + 2 * hp->n_head_kv, n), hd_threads, 0, c->st>>>(a);
         if (c->kv_f32)
             attention_cuda<float><<<dim3(hp->n_head, n), ATT_WARPS * 32, 0, c->st>>>(a);
         else
             attention_cuda<__half><<<dim3(hp->n_head, n), ATT_WARPS * 32, 0, c->st>>>(a);
-        linear(c, &l->wo, c->att, c->tmp, n);
-        add_rmsnorm_cuda<<<n, 256, 0, c->st>>>(c->x, c->tmp, (const float *)l->ffn_norm.q, c->xb, E,
-                                               hp->norm_eps, NULL);
+        if (is_quant(&l->wo) && !att_q) act_quantize(c, c->att, l->wo.ne0, n);
+        project(c, &l->wo, c->att, c->tmp, n);
+        const norm_add at = {c->tmp, NULL, NULL, NULL, 0};
+        const bool fq = e32 && ffn_wants_q(l);
+        add_rmsnorm_cuda<<<n, 256, 0, c->st>>>(c->x, at, (const float *)l->ffn_norm.q, c->xb, E,
+                                               hp->norm_eps, NULL, fq ? c->aq : NULL, c->ad, c->ka);
         if (l->gate_inp.type >= 0) {
-            moe_ffn(c, l, n);
+            pend = moe_ffn(c, l, n);
         } else {
-            const bool gu = is_quant(&l->w_gate) && is_quant(&l->w_up);
-            if (gu) act_quantize(c, c->xb, E, n);
-            matmul(c, &l->w_gate, c->xb, c->hb, g, 1, gu, tt);
-            matmul(c, &l->w_up, c->xb, c->hb2, g, 1, gu, tt);
-            const int64_t tot = (int64_t)n * hp->n_ff;
-            swiglu_cuda<<<(unsigned)((tot + 255) / 256), 256, 0, c->st>>>(c->hb, c->hb2, tot);
-            linear(c, &l->w_down, c->hb, c->tmp, n);
+            gate_up(c, &l->w_gate, &l->w_up, c->xb, c->hb, c->hb2, hp->n_ff, n, dense_rows(n), 1,
+                    n);
+            down(c, &l->w_down, c->hb, c->tmp, n, dense_rows(n), 1, n);
+            pend.add = c->tmp;
+            pend.mo = NULL;
         }
     }
     if (n_out == 0) return;
-    add_rmsnorm_cuda<<<n_out, 256, 0, c->st>>>(c->x, c->tmp, (const float *)m->output_norm.q, c->out_x,
-                                               E, hp->norm_eps, d_out);
-    linear(c, &m->output, c->out_x, c->logits, n_out);
+    const bool oq = e32 && is_quant(&m->output);
+    add_rmsnorm_cuda<<<n_out, 256, 0, c->st>>>(c->x, pend, (const float *)m->output_norm.q,
+                                               c->out_x, E, hp->norm_eps, d_out,
+                                               oq ? c->aq : NULL, c->ad, c->ka);
+    project(c, &m->output, c->out_x, c->logits, n_out);
     cudaMemcpyAsync(c->h_logits, c->logits, (size_t)n_out * hp->n_vocab * sizeof(float),
                     cudaMemcpyDeviceToHost, c->st);
 }

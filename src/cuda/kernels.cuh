@@ -28,7 +28,7 @@ enum { DT_F32 = 0, DT_F16 = 1, DT_Q4_0 = 2, DT_Q8_0 = 8, DT_BF16 = 30 };
 #define QBLK      32 /* elements per Q4_0 / Q8_0 block */
 #define MM_WARPS  4  /* warps per block of the matrix kernels */
 #define MM_RPW    2  /* weight rows per warp of the quantized kernel */
-#define ATT_WARPS 4  /* warps (position splits) per attention block */
+#define ATT_WARPS 8  /* warps (position splits) per attention block */
 #define ATT_DPL   8  /* head dims per lane: head_dim <= 256 */
 
 /* Which rows of activations and outputs a matrix launch covers.  Dense:
@@ -148,27 +148,60 @@ __global__ void rope_angles_cuda(const int *pos, float *cs, float *sn, int half,
     }
 }
 
-/* Row r (source row map[r], or r): x += add when add is given, then
- * out[r] = x * w / rms(x); grid rows. */
-__global__ void add_rmsnorm_cuda(float *x, const float *add, const float *w, float *out, int n,
-                                 float eps, const int *map) {
+/* What add_rmsnorm_cuda adds to the residual before the norm: a plain
+ * row (add) and/or the weighted sum of a token's k expert outputs (mo,
+ * rows pair_slot[t * k + j], weights sel_w[t * k + j]). */
+typedef struct norm_add {
+    const float *add;
+    const float *mo;
+    const int *pair_slot;
+    const float *sel_w;
+    int k;
+} norm_add;
+
+/* One warp quantizes the 32 values v (one per lane) into block b of row
+ * aq / ad (the CPU engine's Q8_0 activation rounding). */
+__device__ __forceinline__ void quantize_block(float v, int8_t *aq_row, float *ad_row, int b) {
+    const float amax = warp_max(fabsf(v));
+    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    aq_row[b * QBLK + threadIdx.x % 32] = (int8_t)roundf(v * id);
+    if (threadIdx.x % 32 == 0) ad_row[b] = __half2float(__float2half_rn(d));
+}
+
+/* Row r (source row map[r], or r): x += the addends of a, then
+ * out[r] = x * w / rms(x), and when aq is given the same row quantized
+ * (n a multiple of 32); grid rows. */
+__global__ void add_rmsnorm_cuda(float *x, norm_add a, const float *w, float *out, int n, float eps,
+                                 const int *map, int8_t *aq, float *ad, int ka) {
     const int r = blockIdx.x;
     const int64_t src = map ? map[r] : r;
     float *xr = x + src * n;
-    const float *ar = add ? add + src * n : nullptr;
+    const bool adds = a.add || a.mo;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         float v = xr[i];
-        if (ar) {
-            v += ar[i];
-            xr[i] = v;
+        if (a.add) v += a.add[src * n + i];
+        if (a.mo) {
+            for (int j = 0; j < a.k; j++)
+                v += a.sel_w[src * a.k + j] * a.mo[(int64_t)a.pair_slot[src * a.k + j] * n + i];
         }
+        if (adds) xr[i] = v;
         ss += v * v;
     }
     ss = block_sum(ss);
     const float sc = 1.0f / sqrtf(ss / (float)n + eps);
-    for (int i = threadIdx.x; i < n; i += blockDim.x)
-        out[(int64_t)r * n + i] = xr[i] * sc * (w ? w[i] : 1.0f);
+    if (!aq) {
+        for (int i = threadIdx.x; i < n; i += blockDim.x)
+            out[(int64_t)r * n + i] = xr[i] * sc * (w ? w[i] : 1.0f);
+        return;
+    }
+    const int warp = threadIdx.x / 32, nw = blockDim.x / 32, lane = threadIdx.x % 32;
+    for (int b = warp; b < n / QBLK; b += nw) {
+        const int i = b * QBLK + lane;
+        const float v = xr[i] * sc * (w ? w[i] : 1.0f);
+        out[(int64_t)r * n + i] = v;
+        quantize_block(v, aq + (int64_t)r * ka, ad + (int64_t)r * (ka / QBLK), b);
+    }
 }
 
 /* g = silu(g) * u over n elements. */
@@ -353,6 +386,9 @@ typedef struct attn_args {
     int n_ctx, n_head, n_kv, hd, hdv, n_rot, neox, kv_f32;
     float eps, scale;
     float *out; /* (n, n_head * hdv) */
+    int8_t *aq; /* when set, out is also quantized here (rows ka wide) */
+    float *ad;
+    int ka;
 } attn_args;
 
 /* Per (head, token): bias, per-head norm and RoPE of q and k; k and v
@@ -429,7 +465,9 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_cuda(attn_args a) {
 #pragma unroll
     for (int i = 0; i < ATT_DPL; i++) {
         const int d = lane + 32 * i;
-        qv[i] = d < a.hd ? q[d] * a.scale : 0.0f;
+        /* an f16 cache meets a query rounded to f16, as on the CPU */
+        const float qd = d < a.hd ? q[d] : 0.0f;
+        qv[i] = (sizeof(KT) == 2 ? __half2float(__float2half_rn(qd)) : qd) * a.scale;
         acc[i] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f;
@@ -473,88 +511,14 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_cuda(attn_args a) {
     for (int d = threadIdx.x; d < a.hdv; d += blockDim.x) {
         float num = 0.0f;
         for (int w = 0; w < ATT_WARPS; w++) num += sacc[w][d] * f[w];
-        a.out[(int64_t)t * a.n_head * a.hdv + h * a.hdv + d] = num / den;
+        const int col = h * a.hdv + d;
+        a.out[(int64_t)t * a.n_head * a.hdv + col] = num / den;
+        /* hdv a multiple of 32: each warp holds whole blocks */
+        if (a.aq) quantize_block(num / den, a.aq + (int64_t)t * a.ka, a.ad + (int64_t)t * (a.ka / QBLK), col / QBLK);
     }
 }
 
 /* ---------------------------------------------------------------- experts */
-
-/* Per token (one warp): softmax of the router logits (ne experts), the k
- * most probable (ties to the lower index) and their weights, renormalised
- * to sum 1 when norm is set. */
-__global__ void moe_route_cuda(const float *logits, int ne, int k, int norm, int *sel,
-                               float *sel_w) {
-    const int t = blockIdx.x, lane = threadIdx.x;
-    const float *p = logits + (int64_t)t * ne;
-    float mx = -INFINITY;
-    for (int i = lane; i < ne; i += 32) mx = fmaxf(mx, p[i]);
-    mx = warp_max(mx);
-    float sum = 0.0f;
-    for (int i = lane; i < ne; i += 32) sum += expf(p[i] - mx);
-    sum = warp_sum(sum);
-    uint32_t taken = 0; /* bit i: expert lane + 32 i already chosen (ne <= 1024) */
-    float wsum = 0.0f;
-    for (int j = 0; j < k; j++) {
-        float bv = -1.0f;
-        int bi = 0x7fffffff;
-        for (int i = lane, s = 0; i < ne; i += 32, s++) {
-            const float pr = expf(p[i] - mx) / sum;
-            if (!(taken >> s & 1u) && (pr > bv || (pr == bv && i < bi))) {
-                bv = pr;
-                bi = i;
-            }
-        }
-        for (int o = 16; o; o >>= 1) {
-            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (ov > bv || (ov == bv && oi < bi)) {
-                bv = ov;
-                bi = oi;
-            }
-        }
-        if (bi % 32 == lane) taken |= 1u << (bi / 32);
-        if (lane == 0) {
-            sel[t * k + j] = bi;
-            sel_w[t * k + j] = bv;
-        }
-        wsum += bv;
-    }
-    __syncwarp(); /* lane 0's stores are seen by the lanes that rescale them */
-    if (norm && lane < k) sel_w[t * k + lane] /= wsum;
-}
-
-/* Groups the n_pairs (token, expert) pairs by expert, in expert order and
- * within an expert in pair order (the CPU engine's order): cnt, off per
- * expert, the list of experts with pairs, each slot's token (slot_tok) and
- * each pair's slot (pair_slot).  One block. */
-__global__ void moe_group_cuda(const int *sel, int n_pairs, int k, int ne, int *cnt, int *off,
-                               int *active, int *active_n, int *slot_tok, int *pair_slot) {
-    for (int e = threadIdx.x; e < ne; e += blockDim.x) {
-        int c = 0;
-        for (int p = 0; p < n_pairs; p++) c += sel[p] == e;
-        cnt[e] = c;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        int o = 0, na = 0;
-        for (int e = 0; e < ne; e++) {
-            off[e] = o;
-            o += cnt[e];
-            if (cnt[e]) active[na++] = e;
-        }
-        *active_n = na;
-    }
-    __syncthreads();
-    for (int e = threadIdx.x; e < ne; e += blockDim.x) {
-        if (!cnt[e]) continue;
-        int s = off[e];
-        for (int p = 0; p < n_pairs; p++) {
-            if (sel[p] != e) continue;
-            slot_tok[s] = p / k;
-            pair_slot[p] = s++;
-        }
-    }
-}
 
 /* out[t] = sum over the token's k pairs of weight * expert output; grid n. */
 __global__ void moe_combine_cuda(const float *mo, const int *pair_slot, const float *sel_w, int k,
@@ -574,6 +538,349 @@ __global__ void shexp_add_cuda(float *out, const float *sh, const float *gate, i
     const float g = gate ? 1.0f / (1.0f + expf(-gate[t])) : 1.0f;
     for (int d = threadIdx.x; d < n_embd; d += blockDim.x)
         out[(int64_t)t * n_embd + d] += g * sh[(int64_t)t * n_embd + d];
+}
+
+/* ---------------------------------------------------------------- decode */
+
+enum { MV_PLAIN = 0, MV_GLU = 1, MV_XF = 2 };
+
+/* Up to three Q4_0 / Q8_0 matrices of the same input width multiplied by
+ * the same activations in one launch (blockIdx.z picks one): Q, K and V;
+ * for MV_GLU matrix 0 is the gate and 1 the up projection. */
+typedef struct mv_args {
+    const uint8_t *q[3];
+    const __half *d[3];
+    float *y[3];
+    int64_t ne1[3];
+    int64_t ne0;
+    const int8_t *aq; /* activations (rows, ka) int8 ... */
+    const float *ad;  /* ... and their scales */
+    int ka;
+    const float *x; /* MV_XF: float activations, rows ne0 wide */
+} mv_args;
+
+/* sum of the 32 weights of a Q4_0 / Q8_0 block times 32 floats x. */
+template <int QT>
+__device__ __forceinline__ float dot_block_f(const int *w, const float *x) {
+    const float4 *x4 = (const float4 *)x;
+    float s = 0.0f;
+#pragma unroll
+    for (int k = 0; k < (QT == DT_Q4_0 ? 4 : 8); k++) {
+        const float4 xa = x4[k];
+        const float xs[4] = {xa.x, xa.y, xa.z, xa.w};
+        if (QT == DT_Q4_0) {
+            const float4 xb = x4[k + 4];
+            const float xh[4] = {xb.x, xb.y, xb.z, xb.w};
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int byte = (w[k] >> (8 * i)) & 0xff;
+                s += (float)((byte & 15) - 8) * xs[i] + (float)((byte >> 4) - 8) * xh[i];
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 4; i++) s += (float)(int8_t)(w[k] >> (8 * i)) * xs[i];
+        }
+    }
+    return s;
+}
+
+/* One-token matrix-vector products over quantized weights, memory-bound:
+ * each lane loads the blocks lane and lane + 32 of its warp's two rows
+ * before it multiplies.  MV_PLAIN: rows 2w, 2w + 1 of matrix z, int8
+ * activations.  MV_GLU: row w of gate and up, writes silu(g) * u.  MV_XF:
+ * like PLAIN with float activations (the gated product going into down).
+ * Grouped launches (experts) walk their slots one at a time. */
+template <int QT, int MODE>
+__global__ void __launch_bounds__(MM_WARPS * 32) mv_q_cuda(mv_args a, mm_groups g) {
+    int e, s0, ns;
+    if (!mm_group(g, e, s0, ns)) return;
+    constexpr int QB = QT == DT_Q4_0 ? 16 : 32;
+    const int z = MODE == MV_GLU ? 0 : blockIdx.z;
+    const int64_t ne1 = a.ne1[z];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t r0 = MODE == MV_GLU ? (int64_t)blockIdx.x * MM_WARPS + warp
+                                      : ((int64_t)blockIdx.x * MM_WARPS + warp) * 2;
+    if (r0 >= ne1) return;
+    const int nb = (int)(a.ne0 / QBLK), kb = a.ka / QBLK;
+    const uint8_t *wrow[2];
+    const __half *drow[2];
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+        const int mat = MODE == MV_GLU ? rr : z;
+        const int64_t r = MODE == MV_GLU ? r0 : (r0 + rr < ne1 ? r0 + rr : ne1 - 1);
+        const int64_t row = (int64_t)e * ne1 + r;
+        wrow[rr] = a.q[mat] + row * nb * QB;
+        drow[rr] = a.d[mat] + row * nb;
+    }
+    for (int j = 0; j < ns; j++) {
+        const int s = s0 + j;
+        const int64_t arow = g.map ? g.map[s] : s;
+        float acc[2] = {0.0f, 0.0f};
+        for (int b0 = lane; b0 < nb; b0 += 64) {
+            int w[2][2][QB / 4];
+            float dw[2][2];
+#pragma unroll
+            for (int u = 0; u < 2; u++) {
+                const int b = b0 + 32 * u < nb ? b0 + 32 * u : b0;
+#pragma unroll
+                for (int rr = 0; rr < 2; rr++) {
+                    const uint4 *p = (const uint4 *)(wrow[rr] + (int64_t)b * QB);
+#pragma unroll
+                    for (int k = 0; k < QB / 16; k++) {
+                        const uint4 v = __ldg(p + k);
+                        w[u][rr][4 * k] = (int)v.x;
+                        w[u][rr][4 * k + 1] = (int)v.y;
+                        w[u][rr][4 * k + 2] = (int)v.z;
+                        w[u][rr][4 * k + 3] = (int)v.w;
+                    }
+                    dw[u][rr] = __half2float(drow[rr][b]);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < 2; u++) {
+                const int b = b0 + 32 * u;
+                if (b >= nb) break;
+                if (MODE == MV_XF) {
+                    const float *xr = a.x + arow * a.ne0 + (int64_t)b * QBLK;
+#pragma unroll
+                    for (int rr = 0; rr < 2; rr++) acc[rr] += dw[u][rr] * dot_block_f<QT>(w[u][rr], xr);
+                } else {
+                    const int4 *pa = (const int4 *)(a.aq + arow * a.ka + (int64_t)b * QBLK);
+                    const int4 a0 = pa[0], a1 = pa[1];
+                    const int av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+                    const float da = a.ad[arow * kb + b];
+#pragma unroll
+                    for (int rr = 0; rr < 2; rr++) {
+                        const int isum = QT == DT_Q4_0 ? dot_q4_0(w[u][rr], av) : dot_q8_0(w[u][rr], av);
+                        acc[rr] += (float)isum * (dw[u][rr] * da);
+                    }
+                }
+            }
+        }
+        const float v0 = warp_sum(acc[0]), v1 = warp_sum(acc[1]);
+        if (lane != 0) continue;
+        float *y = a.y[z] + (int64_t)s * ne1;
+        if (MODE == MV_GLU) {
+            y[r0] = v0 / (1.0f + expf(-v0)) * v1;
+        } else {
+            y[r0] = v0;
+            if (r0 + 1 < ne1) y[r0 + 1] = v1;
+        }
+    }
+}
+
+/* Routing and grouping of a batch in one block of 1024 threads: each warp
+ * routes tokens as moe_route_cuda does, then the pairs are grouped by
+ * expert as moe_group_cuda does, with the pairs and counts in shared
+ * memory (n_pairs <= ROUTE_SMEM_PAIRS, ne <= 1024). */
+#define ROUTE_SMEM_PAIRS 8192
+__global__ void __launch_bounds__(1024)
+    moe_route_group_cuda(const float *logits, int n, int ne, int k, int norm, int *sel,
+                         float *sel_w, int *cnt, int *off, int *active, int *active_n,
+                         int *slot_tok, int *pair_slot) {
+    __shared__ int s_sel[ROUTE_SMEM_PAIRS];
+    __shared__ int s_cnt[1024], s_off[1024];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
+    const int n_pairs = n * k;
+    for (int t = warp; t < n; t += nw) {
+        const float *p = logits + (int64_t)t * ne;
+        float mx = -INFINITY;
+        for (int i = lane; i < ne; i += 32) mx = fmaxf(mx, p[i]);
+        mx = warp_max(mx);
+        float sum = 0.0f;
+        for (int i = lane; i < ne; i += 32) sum += expf(p[i] - mx);
+        sum = warp_sum(sum);
+        uint32_t taken = 0;
+        float wsum = 0.0f, mine = 0.0f;
+        for (int j = 0; j < k; j++) {
+            float bv = -1.0f;
+            int bi = 0x7fffffff;
+            for (int i = lane, q = 0; i < ne; i += 32, q++) {
+                const float pr = expf(p[i] - mx) / sum;
+                if (!(taken >> q & 1u) && (pr > bv || (pr == bv && i < bi))) {
+                    bv = pr;
+                    bi = i;
+                }
+            }
+            for (int o = 16; o; o >>= 1) {
+                const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+                const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+                if (ov > bv || (ov == bv && oi < bi)) {
+                    bv = ov;
+                    bi = oi;
+                }
+            }
+            if (bi % 32 == lane) taken |= 1u << (bi / 32);
+            if (lane == j) mine = bv;
+            if (lane == 0) {
+                sel[t * k + j] = bi;
+                if (t * k + j < ROUTE_SMEM_PAIRS) s_sel[t * k + j] = bi;
+            }
+            wsum += bv;
+        }
+        if (lane < k) sel_w[t * k + lane] = norm ? mine / wsum : mine;
+    }
+    __syncthreads();
+    const int *ps = n_pairs <= ROUTE_SMEM_PAIRS ? s_sel : sel;
+    for (int e = threadIdx.x; e < ne; e += blockDim.x) {
+        int c = 0;
+        for (int p = 0; p < n_pairs; p++) c += ps[p] == e;
+        s_cnt[e] = c;
+        cnt[e] = c;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        /* exclusive scans of the counts and of the experts with pairs */
+        const int per = (ne + 31) / 32, e0 = lane * per;
+        int sum = 0, act = 0;
+        for (int e = e0; e < e0 + per && e < ne; e++) {
+            sum += s_cnt[e];
+            act += s_cnt[e] > 0;
+        }
+        int isum = sum, iact = act;
+        for (int o = 1; o < 32; o <<= 1) {
+            const int vs = __shfl_up_sync(0xffffffffu, isum, o), va = __shfl_up_sync(0xffffffffu, iact, o);
+            if (lane >= o) {
+                isum += vs;
+                iact += va;
+            }
+        }
+        int o = isum - sum, na = iact - act;
+        for (int e = e0; e < e0 + per && e < ne; e++) {
+            s_off[e] = o;
+            off[e] = o;
+            o += s_cnt[e];
+            if (s_cnt[e]) active[na++] = e;
+        }
+        if (lane == 31) *active_n = na;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < ne; e += blockDim.x) {
+        if (!s_cnt[e]) continue;
+        int sl = s_off[e];
+        for (int p = 0; p < n_pairs; p++) {
+            if (ps[p] != e) continue;
+            slot_tok[sl] = p / k;
+            pair_slot[p] = sl++;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- prefill */
+
+#define MMA_ROWS  64 /* weight rows per block: 16 per warp */
+#define MMA_SLOTS 64 /* slots per block tile: 8 tiles of 8 */
+#define MMA_KB    4  /* blocks of 32 per shared-memory stage */
+
+__device__ __forceinline__ void mma_s8(int c[4], const int a[4], int b0, int b1) {
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Products of many slots with a Q4_0 / Q8_0 matrix on the int8 tensor
+ * cores.  A block takes 64 weight rows x 64 slots; per stage of 4 blocks
+ * of 32 it copies the rows' quants and scales and the slots' int8
+ * activations and scales to shared memory (16-byte coalesced loads, rows
+ * padded by 16 bytes so fragment reads hit distinct banks), then each
+ * warp runs one m16n8k32 product per block and 8-slot tile for its 16
+ * rows and scales the integer sums by both scales into float
+ * accumulators.  Grid: (row tiles, groups, slot chunks). */
+template <int QT>
+__global__ void __launch_bounds__(MM_WARPS * 32)
+    mm_mma_cuda(const uint8_t *wq, const __half *wd, int64_t ne0, int64_t ne1, const int8_t *aq,
+                const float *ad, int ka, float *y, mm_groups g) {
+    constexpr int QB = QT == DT_Q4_0 ? 16 : 32;
+    constexpr int AS = MMA_KB * QB + 16;    /* bytes per row of the A stage */
+    constexpr int BS = MMA_KB * QBLK + 16;  /* bytes per slot of the B stage */
+    __shared__ __align__(16) uint8_t sa[MMA_ROWS * AS];
+    __shared__ __align__(16) uint8_t sb[MMA_SLOTS * BS];
+    __shared__ float sda[MMA_ROWS][MMA_KB], sdb[MMA_SLOTS][MMA_KB];
+    __shared__ int64_t srow[MMA_SLOTS];
+    int e, s0, ns;
+    if (!mm_group(g, e, s0, ns)) return;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
+    const int64_t r0 = (int64_t)blockIdx.x * MMA_ROWS;
+    const int nb = (int)(ne0 / QBLK), kb = ka / QBLK;
+    const int wr = warp * 16; /* this warp's first row in the tile */
+    for (int j0 = blockIdx.z * MMA_SLOTS; j0 < ns; j0 += MMA_SLOTS * gridDim.z) {
+        __syncthreads(); /* the previous tile's readers are done with srow */
+        for (int i = threadIdx.x; i < MMA_SLOTS; i += blockDim.x) {
+            const int s = s0 + (j0 + i < ns ? j0 + i : ns - 1);
+            srow[i] = g.map ? g.map[s] : s;
+        }
+        float acc[8][4];
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+            for (int c = 0; c < 4; c++) acc[nt][c] = 0.0f;
+        for (int b0 = 0; b0 < nb; b0 += MMA_KB) {
+            __syncthreads();
+            /* A stage: MMA_ROWS x MMA_KB blocks of QB bytes, 16 at a time */
+            for (int i = threadIdx.x; i < MMA_ROWS * MMA_KB * (QB / 16); i += blockDim.x) {
+                const int r = i / (MMA_KB * (QB / 16)), rest = i % (MMA_KB * (QB / 16));
+                const int bk = rest / (QB / 16), part = rest % (QB / 16);
+                const int64_t row = (int64_t)e * ne1 + (r0 + r < ne1 ? r0 + r : ne1 - 1);
+                const int b = b0 + bk < nb ? b0 + bk : nb - 1;
+                *(uint4 *)(sa + r * AS + bk * QB + part * 16) =
+                    __ldg((const uint4 *)(wq + (row * nb + b) * QB) + part);
+                if (part == 0) sda[r][bk] = __half2float(wd[row * nb + b]);
+            }
+            /* B stage: MMA_SLOTS x MMA_KB blocks of 32 bytes */
+            for (int i = threadIdx.x; i < MMA_SLOTS * MMA_KB * 2; i += blockDim.x) {
+                const int sl = i / (MMA_KB * 2), rest = i % (MMA_KB * 2);
+                const int bk = rest / 2, part = rest % 2;
+                const int b = b0 + bk < nb ? b0 + bk : nb - 1;
+                const int8_t *src = aq + srow[sl] * ka + (int64_t)b * QBLK;
+                *(uint4 *)(sb + sl * BS + bk * QBLK + part * 16) = *((const uint4 *)src + part);
+                if (part == 0) sdb[sl][bk] = ad[srow[sl] * kb + b];
+            }
+            __syncthreads();
+            const int kmax = nb - b0 < MMA_KB ? nb - b0 : MMA_KB;
+            for (int bk = 0; bk < kmax; bk++) {
+                int A[4];
+                const uint8_t *pa = sa + (wr + gid) * AS + bk * QB + tig * 4;
+                const uint8_t *pb = pa + 8 * AS;
+                if (QT == DT_Q4_0) {
+                    const unsigned va = *(const unsigned *)pa, vb = *(const unsigned *)pb;
+                    A[0] = (int)__vsub4(va & 0x0F0F0F0Fu, 0x08080808u);
+                    A[1] = (int)__vsub4(vb & 0x0F0F0F0Fu, 0x08080808u);
+                    A[2] = (int)__vsub4((va >> 4) & 0x0F0F0F0Fu, 0x08080808u);
+                    A[3] = (int)__vsub4((vb >> 4) & 0x0F0F0F0Fu, 0x08080808u);
+                } else {
+                    A[0] = *(const int *)pa;
+                    A[1] = *(const int *)pb;
+                    A[2] = *(const int *)(pa + 16);
+                    A[3] = *(const int *)(pb + 16);
+                }
+                const float da = sda[wr + gid][bk], db = sda[wr + gid + 8][bk];
+#pragma unroll
+                for (int nt = 0; nt < 8; nt++) {
+                    const uint8_t *pq = sb + (nt * 8 + gid) * BS + bk * QBLK + tig * 4;
+                    int C[4] = {0, 0, 0, 0};
+                    mma_s8(C, A, *(const int *)pq, *(const int *)(pq + 16));
+                    const float x0 = sdb[nt * 8 + tig * 2][bk], x1 = sdb[nt * 8 + tig * 2 + 1][bk];
+                    acc[nt][0] += (float)C[0] * (da * x0);
+                    acc[nt][1] += (float)C[1] * (da * x1);
+                    acc[nt][2] += (float)C[2] * (db * x0);
+                    acc[nt][3] += (float)C[3] * (db * x1);
+                }
+            }
+        }
+        const int64_t ra = r0 + wr + gid, rb = ra + 8;
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+#pragma unroll
+            for (int c = 0; c < 2; c++) {
+                const int j = j0 + nt * 8 + tig * 2 + c;
+                if (j >= ns) continue;
+                float *yr = y + (int64_t)(s0 + j) * ne1;
+                if (ra < ne1) yr[ra] = acc[nt][c];
+                if (rb < ne1) yr[rb] = acc[nt][2 + c];
+            }
+        }
+    }
 }
 
 #endif
