@@ -184,10 +184,12 @@ extern "C" void cuda_device_name(char *buf, size_t cap) {
 
 static hearth_status model_upload(const cuda_model_desc *d, cuda_model *m, char *err, size_t cap) {
     const cuda_hparams *hp = &d->hp;
-    if (hp->head_dim > 32 * ATT_DPL || hp->head_dim_v > 32 * ATT_DPL || hp->n_expert > 1024 ||
-        hp->n_rot > hp->head_dim || hp->n_expert_used > 32) {
+    if (hp->head_dim > 32 * ATT_DPL || hp->head_dim_v > 32 * ATT_DPL ||
+        hp->n_expert > MAX_EXPERTS || hp->n_rot > hp->head_dim || hp->n_expert_used > 32) {
         return fail(err, cap, HEARTH_ERR_UNSUPPORTED,
-                    "the CUDA backend runs heads of up to %d dims and up to 1024 experts", 32 * ATT_DPL);
+                    "the CUDA backend runs heads of up to %d dims and up to %d experts (8 of "
+                    "them per token at most 32)",
+                    32 * ATT_DPL, MAX_EXPERTS);
     }
     /* Refuse early when the weights cannot fit. */
     uint64_t need = 0;
@@ -293,8 +295,8 @@ struct cuda_ctx {
     int *sel, *cnt, *off, *active, *active_n, *slot_tok, *pair_slot;
     float *moe_g, *moe_u, *moe_out;      /* (pairs, n_ff_exp) x2, (pairs, n_embd) */
     float *out_x, *logits;               /* (n_out_max, n_embd), (n_out_max, n_vocab) */
-    int8_t *aq;                          /* (max(n_batch, pairs), ka) */
-    float *ad;                           /* (max(n_batch, pairs), ka / 32) */
+    int8_t *aq, *aq2;                    /* (max(n_batch, pairs), ka) x2 */
+    float *ad, *ad2;                     /* (max(n_batch, pairs), ka / 32) x2 */
     void *kc, *vc;                       /* (n_layer, n_seq, n_ctx, k_row / v_row) */
     size_t kv_elem;
     cudaGraphExec_t graph; /* the one-token step, once captured */
@@ -308,7 +310,7 @@ extern "C" void cuda_ctx_free(cuda_ctx *c) {
     void *bufs[] = {c->d_in, c->x, c->xb, c->q, c->k, c->v, c->att, c->tmp, c->tmp2, c->hb,
                     c->hb2, c->cs, c->sn, c->router, c->sel_w, c->shg, c->sel, c->cnt, c->off,
                     c->active, c->active_n, c->slot_tok, c->pair_slot, c->moe_g, c->moe_u,
-                    c->moe_out, c->out_x, c->logits, c->aq, c->ad, c->kc, c->vc};
+                    c->moe_out, c->out_x, c->logits, c->aq, c->ad, c->aq2, c->ad2, c->kc, c->vc};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     cudaFreeHost(c->h_in);
     cudaFreeHost(c->h_logits);
@@ -364,9 +366,11 @@ static hearth_status ctx_alloc(cuda_ctx *c, char *err, size_t cap) {
     F(out_x, (int64_t)c->n_out_max * E);
     F(logits, (int64_t)c->n_out_max * hp->n_vocab);
     F(ad, arows * (c->ka / 32));
+    F(ad2, arows * (c->ka / 32));
 #undef F
 #undef I
     CK_ALLOC(c->aq, (size_t)(arows * c->ka));
+    CK_ALLOC(c->aq2, (size_t)(arows * c->ka));
     const size_t slots = (size_t)hp->n_layer * c->n_seq * c->n_ctx;
     c->kv_elem = c->kv_f32 ? 4 : 2;
     CK_ALLOC(c->kc, slots * (size_t)nk * c->kv_elem);
@@ -460,7 +464,10 @@ static void matmul(cuda_ctx *c, const dweight *w, const float *x, float *y, mm_g
             launch_q<DT_Q8_0>(c, w, y, g, groups, tt);
         return;
     }
-    const dim3 grid((unsigned)((w->ne1 + MM_WARPS - 1) / MM_WARPS), (unsigned)groups);
+    /* dense products split their slots over grid.z so the grid fills the GPU */
+    const int chunks = g.active || tt == 1 ? 1 : (g.n + tt - 1) / tt;
+    const dim3 grid((unsigned)((w->ne1 + MM_WARPS - 1) / MM_WARPS), (unsigned)groups,
+                    (unsigned)chunks);
     if (w->type == DT_F32)
         launch_f<DT_F32>(c, w, x, y, g, grid, tt);
     else if (w->type == DT_F16)
@@ -473,7 +480,7 @@ static void matmul(cuda_ctx *c, const dweight *w, const float *x, float *y, mm_g
 /* One-token products through mv_q_cuda of nm matrices (one type, one
  * input width) with the same activations: aq / ad, or x for MV_XF. */
 static void mv(cuda_ctx *c, int mode, const dweight *const *ws, float *const *ys, int nm,
-               const float *x, mm_groups g, int groups) {
+               const float *x, mm_groups g, int groups, const int8_t *aq, const float *ad) {
     mv_args a;
     memset(&a, 0, sizeof a);
     int64_t rows = 0;
@@ -485,8 +492,8 @@ static void mv(cuda_ctx *c, int mode, const dweight *const *ws, float *const *ys
         rows = max64(rows, ws[i]->ne1);
     }
     a.ne0 = ws[0]->ne0;
-    a.aq = c->aq;
-    a.ad = c->ad;
+    a.aq = aq;
+    a.ad = ad;
     a.ka = c->ka;
     a.x = x;
     const int per_block = mode == MV_GLU ? MM_WARPS : MM_WARPS * 2;
@@ -521,35 +528,60 @@ static bool same_quant(const dweight *a, const dweight *b) {
 static void project(cuda_ctx *c, const dweight *w, const float *x, float *y, int n) {
     if (is_quant(w) && n == 1) {
         float *ys[1] = {y};
-        mv(c, MV_PLAIN, &w, ys, 1, NULL, dense_rows(1), 1);
+        mv(c, MV_PLAIN, &w, ys, 1, NULL, dense_rows(1), 1, c->aq, c->ad);
     } else {
         matmul(c, w, x, y, dense_rows(n), 1, is_quant(w), n == 1 ? 1 : 4);
     }
 }
 
 /* gate/up (silu(gate) * up into h) of the activations in xb (quantized
- * already when the weights are), for groups g or dense rows. */
-static void gate_up(cuda_ctx *c, const dweight *gw, const dweight *uw, const float *x, float *h,
+ * already when the weights are), for groups g or dense rows.  Returns
+ * true when h was also quantized, into aq2 / ad2. */
+static bool gate_up(cuda_ctx *c, const dweight *gw, const dweight *uw, const float *x, float *h,
                     float *u, int64_t width, int rows, mm_groups g, int groups, int n) {
     if (n == 1 && same_quant(gw, uw)) {
+        mv_args a;
+        memset(&a, 0, sizeof a);
+        a.q[0] = (const uint8_t *)gw->q;
+        a.q[1] = (const uint8_t *)uw->q;
+        a.d[0] = gw->d;
+        a.d[1] = uw->d;
+        a.y[0] = h;
+        a.ne1[0] = gw->ne1;
+        a.ne0 = gw->ne0;
+        a.aq = c->aq;
+        a.ad = c->ad;
+        a.ka = c->ka;
+        if (gw->ne1 % QBLK == 0) {
+            const dim3 grid((unsigned)(gw->ne1 / 32), (unsigned)groups);
+            if (gw->type == DT_Q4_0)
+                mv_glu_q_cuda<DT_Q4_0><<<grid, 1024, 0, c->st>>>(a, g, c->aq2, c->ad2);
+            else
+                mv_glu_q_cuda<DT_Q8_0><<<grid, 1024, 0, c->st>>>(a, g, c->aq2, c->ad2);
+            return true;
+        }
         const dweight *ws[2] = {gw, uw};
         float *ys[1] = {h};
-        mv(c, MV_GLU, ws, ys, 2, NULL, g, groups);
-        return;
+        mv(c, MV_GLU, ws, ys, 2, NULL, g, groups, c->aq, c->ad);
+        return false;
     }
     const int tt = n == 1 ? 1 : 4;
     matmul(c, gw, x, h, g, groups, is_quant(gw), tt);
     matmul(c, uw, x, u, g, groups, is_quant(uw), tt);
     const int64_t tot = (int64_t)rows * width;
     swiglu_cuda<<<(unsigned)((tot + 255) / 256), 256, 0, c->st>>>(h, u, tot);
+    return false;
 }
 
 /* down(h) into y for groups g (rows of h: slots) or dense rows. */
 static void down(cuda_ctx *c, const dweight *w, const float *h, float *y, int rows, mm_groups g,
-                 int groups, int n) {
+                 int groups, int n, bool h_quantized) {
     if (n == 1 && is_quant(w)) {
         float *ys[1] = {y};
-        mv(c, MV_XF, &w, ys, 1, h, g, groups);
+        if (h_quantized)
+            mv(c, MV_PLAIN, &w, ys, 1, NULL, g, groups, c->aq2, c->ad2);
+        else
+            mv(c, MV_XF, &w, ys, 1, h, g, groups, NULL, NULL);
         return;
     }
     if (is_quant(w)) act_quantize(c, h, w->ne0, rows);
@@ -571,27 +603,39 @@ static norm_add moe_ffn(cuda_ctx *c, const dlayer *l, int n) {
     const int k = (int)hp->n_expert_used, ne = (int)hp->n_expert, E = (int)hp->n_embd;
     const int pairs = n * k, groups = ne < pairs ? ne : pairs;
     project(c, &l->gate_inp, c->xb, c->router, n);
-    moe_route_group_cuda<<<1, 1024, 0, c->st>>>(c->router, n, ne, k, hp->expert_weights_norm,
-                                                c->sel, c->sel_w, c->cnt, c->off, c->active,
-                                                c->active_n, c->slot_tok, c->pair_slot);
+    if (n <= 32) {
+        moe_route_group_cuda<<<1, 1024, 0, c->st>>>(c->router, n, ne, k, hp->expert_weights_norm,
+                                                    c->sel, c->sel_w, c->cnt, c->off, c->active,
+                                                    c->active_n, c->slot_tok, c->pair_slot);
+    } else {
+        moe_route_cuda<<<(n + 7) / 8, 256, 0, c->st>>>(c->router, n, ne, k,
+                                                       hp->expert_weights_norm, c->sel, c->sel_w);
+        moe_group_cuda<<<1, 1024, 0, c->st>>>(c->sel, pairs, k, ne, c->cnt, c->off, c->active,
+                                              c->active_n, c->slot_tok, c->pair_slot);
+    }
     mm_groups g = {c->active, c->active_n, c->off, c->cnt, c->slot_tok, 0};
-    gate_up(c, &l->gate_exps, &l->up_exps, c->xb, c->moe_g, c->moe_u, hp->n_ff_exp, pairs, g,
-            groups, n);
+    const bool hq = gate_up(c, &l->gate_exps, &l->up_exps, c->xb, c->moe_g, c->moe_u,
+                            hp->n_ff_exp, pairs, g, groups, n);
     g.map = NULL;
-    down(c, &l->down_exps, c->moe_g, c->moe_out, pairs, g, groups, n);
+    down(c, &l->down_exps, c->moe_g, c->moe_out, pairs, g, groups, n, hq);
     norm_add r = {NULL, c->moe_out, c->pair_slot, c->sel_w, k};
     if (l->gate_shexp.type < 0) return r;
     moe_combine_cuda<<<n, 256, 0, c->st>>>(c->moe_out, c->pair_slot, c->sel_w, k, E, c->tmp);
     /* the experts' down products may have replaced xb's quantized rows */
     if (ffn_wants_q(l)) act_quantize(c, c->xb, E, n);
-    gate_up(c, &l->gate_shexp, &l->up_shexp, c->xb, c->hb, c->hb2, hp->n_ff_shexp, n,
-            dense_rows(n), 1, n);
-    down(c, &l->down_shexp, c->hb, c->tmp2, n, dense_rows(n), 1, n);
+    const bool sq = gate_up(c, &l->gate_shexp, &l->up_shexp, c->xb, c->hb, c->hb2,
+                            hp->n_ff_shexp, n, dense_rows(n), 1, n);
+    down(c, &l->down_shexp, c->hb, c->tmp2, n, dense_rows(n), 1, n, sq);
     if (l->gate_inp_shexp.type >= 0) project(c, &l->gate_inp_shexp, c->xb, c->shg, n);
     shexp_add_cuda<<<n, 256, 0, c->st>>>(c->tmp, c->tmp2,
                                          l->gate_inp_shexp.type >= 0 ? c->shg : NULL, E);
     norm_add t = {c->tmp, NULL, NULL, NULL, 0};
     return t;
+}
+
+/* Threads of a norm block: a few rows get a whole block each. */
+static unsigned norm_threads(int rows) {
+    return rows <= 8 ? 1024u : 256u;
 }
 
 /* Enqueues the whole forward pass of n tokens (inputs already in h_in). */
@@ -635,13 +679,13 @@ static void enqueue_forward(cuda_ctx *c, int n, int n_out) {
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const dlayer *l = &m->layers[il];
         const bool qkv_q = e32 && same_quant(&l->wq, &l->wk) && same_quant(&l->wq, &l->wv);
-        add_rmsnorm_cuda<<<n, 256, 0, c->st>>>(c->x, pend, (const float *)l->attn_norm.q, c->xb, E,
+        add_rmsnorm_cuda<<<n, norm_threads(n), 0, c->st>>>(c->x, pend, (const float *)l->attn_norm.q, c->xb, E,
                                                hp->norm_eps, NULL, qkv_q ? c->aq : NULL, c->ad,
                                                c->ka);
         if (qkv_q && n == 1) {
             const dweight *ws[3] = {&l->wq, &l->wk, &l->wv};
             float *ys[3] = {c->q, c->k, c->v};
-            mv(c, MV_PLAIN, ws, ys, 3, NULL, dense_rows(1), 1);
+            mv(c, MV_PLAIN, ws, ys, 3, NULL, dense_rows(1), 1, c->aq, c->ad);
         } else {
             const int tt = n == 1 ? 1 : 4;
             matmul(c, &l->wq, c->xb, c->q, dense_rows(n), 1, qkv_q, tt);
@@ -658,29 +702,42 @@ static void enqueue_forward(cuda_ctx *c, int n, int n_out) {
         a.aq = att_q ? c->aq : NULL;
         a.ad = att_q ? c->ad : NULL;
         qkv_stage_cuda<<<dim3(hp->n_head + 2 * hp->n_head_kv, n), hd_threads, 0, c->st>>>(a);
-        if (c->kv_f32)
-            attention_cuda<float><<<dim3(hp->n_head, n), ATT_WARPS * 32, 0, c->st>>>(a);
-        else
-            attention_cuda<__half><<<dim3(hp->n_head, n), ATT_WARPS * 32, 0, c->st>>>(a);
+        const dim3 agrid(hp->n_head, n);
+        const uint32_t group = hp->n_head / hp->n_head_kv;
+        if (n > 1 && hp->head_dim % 8 == 0 && group >= 4 && group <= 32) {
+            if (c->kv_f32)
+                attention_gqa_cuda<float><<<dim3(hp->n_head_kv, n), group * 32, 0, c->st>>>(a);
+            else
+                attention_gqa_cuda<__half><<<dim3(hp->n_head_kv, n), group * 32, 0, c->st>>>(a);
+        } else if (n > 1 && hp->head_dim % 8 == 0) {
+            if (c->kv_f32)
+                attention_prefill_cuda<float><<<agrid, ATP_WARPS * 32, 0, c->st>>>(a);
+            else
+                attention_prefill_cuda<__half><<<agrid, ATP_WARPS * 32, 0, c->st>>>(a);
+        } else if (c->kv_f32) {
+            attention_cuda<float><<<agrid, ATT_WARPS * 32, 0, c->st>>>(a);
+        } else {
+            attention_cuda<__half><<<agrid, ATT_WARPS * 32, 0, c->st>>>(a);
+        }
         if (is_quant(&l->wo) && !att_q) act_quantize(c, c->att, l->wo.ne0, n);
         project(c, &l->wo, c->att, c->tmp, n);
         const norm_add at = {c->tmp, NULL, NULL, NULL, 0};
         const bool fq = e32 && ffn_wants_q(l);
-        add_rmsnorm_cuda<<<n, 256, 0, c->st>>>(c->x, at, (const float *)l->ffn_norm.q, c->xb, E,
+        add_rmsnorm_cuda<<<n, norm_threads(n), 0, c->st>>>(c->x, at, (const float *)l->ffn_norm.q, c->xb, E,
                                                hp->norm_eps, NULL, fq ? c->aq : NULL, c->ad, c->ka);
         if (l->gate_inp.type >= 0) {
             pend = moe_ffn(c, l, n);
         } else {
-            gate_up(c, &l->w_gate, &l->w_up, c->xb, c->hb, c->hb2, hp->n_ff, n, dense_rows(n), 1,
-                    n);
-            down(c, &l->w_down, c->hb, c->tmp, n, dense_rows(n), 1, n);
+            const bool hq = gate_up(c, &l->w_gate, &l->w_up, c->xb, c->hb, c->hb2, hp->n_ff, n,
+                                    dense_rows(n), 1, n);
+            down(c, &l->w_down, c->hb, c->tmp, n, dense_rows(n), 1, n, hq);
             pend.add = c->tmp;
             pend.mo = NULL;
         }
     }
     if (n_out == 0) return;
     const bool oq = e32 && is_quant(&m->output);
-    add_rmsnorm_cuda<<<n_out, 256, 0, c->st>>>(c->x, pend, (const float *)m->output_norm.q,
+    add_rmsnorm_cuda<<<n_out, norm_threads(n_out), 0, c->st>>>(c->x, pend, (const float *)m->output_norm.q,
                                                c->out_x, E, hp->norm_eps, d_out,
                                                oq ? c->aq : NULL, c->ad, c->ka);
     project(c, &m->output, c->out_x, c->logits, n_out);

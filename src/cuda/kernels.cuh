@@ -30,6 +30,7 @@ enum { DT_F32 = 0, DT_F16 = 1, DT_Q4_0 = 2, DT_Q8_0 = 8, DT_BF16 = 30 };
 #define MM_RPW    2  /* weight rows per warp of the quantized kernel */
 #define ATT_WARPS 8  /* warps (position splits) per attention block */
 #define ATT_DPL   8  /* head dims per lane: head_dim <= 256 */
+#define MAX_EXPERTS 256
 
 /* Which rows of activations and outputs a matrix launch covers.  Dense:
  * active NULL, rows 0..n.  Grouped (mixture of experts): block row y takes
@@ -173,17 +174,23 @@ __device__ __forceinline__ void quantize_block(float v, int8_t *aq_row, float *a
  * (n a multiple of 32); grid rows. */
 __global__ void add_rmsnorm_cuda(float *x, norm_add a, const float *w, float *out, int n, float eps,
                                  const int *map, int8_t *aq, float *ad, int ka) {
+    __shared__ float s_w[32];
+    __shared__ const float *s_mo[32];
     const int r = blockIdx.x;
     const int64_t src = map ? map[r] : r;
-    float *xr = x + src * n;
+    float *__restrict__ xr = x + src * n;
     const bool adds = a.add || a.mo;
+    if (a.mo && threadIdx.x < a.k) {
+        s_w[threadIdx.x] = a.sel_w[src * a.k + threadIdx.x];
+        s_mo[threadIdx.x] = a.mo + (int64_t)a.pair_slot[src * a.k + threadIdx.x] * n;
+    }
+    __syncthreads();
     float ss = 0.0f;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         float v = xr[i];
         if (a.add) v += a.add[src * n + i];
         if (a.mo) {
-            for (int j = 0; j < a.k; j++)
-                v += a.sel_w[src * a.k + j] * a.mo[(int64_t)a.pair_slot[src * a.k + j] * n + i];
+            for (int j = 0; j < a.k; j++) v += s_w[j] * s_mo[j][i];
         }
         if (adds) xr[i] = v;
         ss += v * v;
@@ -350,7 +357,7 @@ __global__ void __launch_bounds__(MM_WARPS * 32)
     const int64_t r = (int64_t)blockIdx.x * MM_WARPS + warp;
     if (r >= ne1) return;
     const int64_t row = (int64_t)e * ne1 + r;
-    for (int j0 = 0; j0 < ns; j0 += TT) {
+    for (int j0 = blockIdx.z * TT; j0 < ns; j0 += TT * gridDim.z) {
         float acc[TT];
         const float *xr[TT];
 #pragma unroll
@@ -359,10 +366,33 @@ __global__ void __launch_bounds__(MM_WARPS * 32)
             xr[t] = x + (int64_t)(g.map ? g.map[s] : s) * x_stride;
             acc[t] = 0.0f;
         }
-        for (int64_t i = lane; i < ne0; i += 32) {
-            const float w = weight_at(WT, wv, nullptr, ne0, row, i);
+        if (ne0 % 128 == 0) { /* four elements per lane: 16-byte activation loads */
+            for (int64_t i = 4 * lane; i < ne0; i += 128) {
+                float w[4];
+                if (WT == DT_F32) {
+                    const float4 v = __ldg((const float4 *)((const float *)wv + row * ne0 + i));
+                    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+                } else {
+                    const uint2 v = __ldg((const uint2 *)((const uint16_t *)wv + row * ne0 + i));
+                    const uint16_t h[4] = {(uint16_t)v.x, (uint16_t)(v.x >> 16), (uint16_t)v.y,
+                                           (uint16_t)(v.y >> 16)};
 #pragma unroll
-            for (int t = 0; t < TT; t++) acc[t] += w * xr[t][i];
+                    for (int k = 0; k < 4; k++)
+                        w[k] = WT == DT_F16 ? __half2float(__ushort_as_half(h[k]))
+                                            : __uint_as_float((uint32_t)h[k] << 16);
+                }
+#pragma unroll
+                for (int t = 0; t < TT; t++) {
+                    const float4 xv = *(const float4 *)(xr[t] + i);
+                    acc[t] += w[0] * xv.x + w[1] * xv.y + w[2] * xv.z + w[3] * xv.w;
+                }
+            }
+        } else {
+            for (int64_t i = lane; i < ne0; i += 32) {
+                const float w = weight_at(WT, wv, nullptr, ne0, row, i);
+#pragma unroll
+                for (int t = 0; t < TT; t++) acc[t] += w * xr[t][i];
+            }
         }
 #pragma unroll
         for (int t = 0; t < TT; t++) {
@@ -518,6 +548,145 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_cuda(attn_args a) {
     }
 }
 
+/* Attention for prefill, lane per position: a warp takes chunks of 32
+ * positions (chunk c0, c0 + stride, ...) with one position per lane (a
+ * whole q . k dot product per lane, no reduction per position), folds each
+ * chunk into its online softmax (m, l), then adds the chunk's values into
+ * acc with the weights broadcast from their lanes.  qs: the query, scaled
+ * (and rounded to f16 for an f16 cache).  head_dim a multiple of 8. */
+template <typename KT>
+__device__ void attend_chunks(const attn_args &a, const float *qs, const KT *K, const KT *V,
+                              int n_pos, int c0, int stride, float &m, float &l,
+                              float acc[ATT_DPL]) {
+    const int lane = threadIdx.x % 32;
+    const int k_row = a.n_kv * a.hd, v_row = a.n_kv * a.hdv;
+    for (; c0 < n_pos; c0 += stride) {
+        const int p = c0 + lane;
+        float s = -INFINITY;
+        if (p < n_pos) {
+            const KT *kr = K + (int64_t)p * k_row;
+            float dot = 0.0f;
+            for (int d = 0; d < a.hd; d += 8) {
+                const uint4 raw = *(const uint4 *)(kr + d); /* 8 halves or 4 floats */
+                if (sizeof(KT) == 2) {
+                    const __half2 *h2 = (const __half2 *)&raw;
+#pragma unroll
+                    for (int u = 0; u < 4; u++) {
+                        const float2 f = __half22float2(h2[u]);
+                        dot += f.x * qs[d + 2 * u] + f.y * qs[d + 2 * u + 1];
+                    }
+                } else {
+                    const float *f = (const float *)&raw;
+                    const uint4 raw2 = *(const uint4 *)((const float *)kr + d + 4);
+                    const float *f2 = (const float *)&raw2;
+#pragma unroll
+                    for (int u = 0; u < 4; u++) dot += f[u] * qs[d + u] + f2[u] * qs[d + 4 + u];
+                }
+            }
+            s = dot;
+        }
+        const float mc = warp_max(s), mn = fmaxf(m, mc);
+        const float corr = expf(m - mn), pe = p < n_pos ? expf(s - mn) : 0.0f;
+        l = l * corr + warp_sum(pe);
+#pragma unroll
+        for (int i = 0; i < ATT_DPL; i++) acc[i] *= corr;
+        const int nj = n_pos - c0 < 32 ? n_pos - c0 : 32;
+        for (int j = 0; j < nj; j++) {
+            const float w = __shfl_sync(0xffffffffu, pe, j);
+            const KT *vr = V + (int64_t)(c0 + j) * v_row;
+#pragma unroll
+            for (int i = 0; i < ATT_DPL; i++) {
+                const int d = lane + 32 * i;
+                if (d < a.hdv) acc[i] += w * to_f(vr[d]);
+            }
+        }
+        m = mn;
+    }
+}
+
+/* Writes one head's output row (and its quantized blocks). */
+__device__ __forceinline__ void attn_store(const attn_args &a, int t, int h, int d, float v) {
+    const int col = h * a.hdv + d;
+    a.out[(int64_t)t * a.n_head * a.hdv + col] = v;
+    if (a.aq) quantize_block(v, a.aq + (int64_t)t * a.ka, a.ad + (int64_t)t * (a.ka / QBLK), col / QBLK);
+}
+
+/* Prefill attention where several query heads share a KV head: a block per
+ * (KV head, token) with one warp per query head of the group, so the
+ * group's K and V rows come from L2 once and from L1 for the other warps.
+ * Grid (n_kv, n); n_head / n_kv warps (4..32). */
+template <typename KT>
+__global__ void __launch_bounds__(1024) attention_gqa_cuda(attn_args a) {
+    __shared__ float qs[32][32 * ATT_DPL];
+    const int t = blockIdx.y, kvh = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int h = kvh * (a.n_head / a.n_kv) + warp, n_pos = a.pos[t] + 1;
+    const int64_t base = a.slot0 + (int64_t)a.seq[t] * a.n_ctx;
+    const KT *K = (const KT *)a.kc + base * a.n_kv * a.hd + kvh * a.hd;
+    const KT *V = (const KT *)a.vc + base * a.n_kv * a.hdv + kvh * a.hdv;
+    const float *q = a.q + (int64_t)t * a.n_head * a.hd + h * a.hd;
+    for (int d = lane; d < a.hd; d += 32) {
+        const float qd = q[d];
+        qs[warp][d] = (sizeof(KT) == 2 ? __half2float(__float2half_rn(qd)) : qd) * a.scale;
+    }
+    __syncwarp();
+    float m = -INFINITY, l = 0.0f, acc[ATT_DPL];
+#pragma unroll
+    for (int i = 0; i < ATT_DPL; i++) acc[i] = 0.0f;
+    attend_chunks<KT>(a, qs[warp], K, V, n_pos, 0, 32, m, l, acc);
+#pragma unroll
+    for (int i = 0; i < ATT_DPL; i++) {
+        const int d = lane + 32 * i;
+        if (d < a.hdv) attn_store(a, t, h, d, acc[i] / l);
+    }
+}
+
+/* Prefill attention per (head, token) block of 4 warps, each taking every
+ * fourth chunk, combined at the end as in attention_cuda (heads that share
+ * no KV head with enough others for attention_gqa_cuda). */
+#define ATP_WARPS 4
+template <typename KT>
+__global__ void __launch_bounds__(ATP_WARPS * 32) attention_prefill_cuda(attn_args a) {
+    __shared__ float qs[32 * ATT_DPL];
+    __shared__ float sm[ATP_WARPS], sl[ATP_WARPS], sacc[ATP_WARPS][32 * ATT_DPL];
+    const int t = blockIdx.y, h = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int kvh = h / (a.n_head / a.n_kv), n_pos = a.pos[t] + 1;
+    const int64_t base = a.slot0 + (int64_t)a.seq[t] * a.n_ctx;
+    const KT *K = (const KT *)a.kc + base * a.n_kv * a.hd + kvh * a.hd;
+    const KT *V = (const KT *)a.vc + base * a.n_kv * a.hdv + kvh * a.hdv;
+    const float *q = a.q + (int64_t)t * a.n_head * a.hd + h * a.hd;
+    for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
+        const float qd = q[d];
+        qs[d] = (sizeof(KT) == 2 ? __half2float(__float2half_rn(qd)) : qd) * a.scale;
+    }
+    __syncthreads();
+    float m = -INFINITY, l = 0.0f, acc[ATT_DPL];
+#pragma unroll
+    for (int i = 0; i < ATT_DPL; i++) acc[i] = 0.0f;
+    attend_chunks<KT>(a, qs, K, V, n_pos, warp * 32, ATP_WARPS * 32, m, l, acc);
+    if (lane == 0) {
+        sm[warp] = m;
+        sl[warp] = l;
+    }
+#pragma unroll
+    for (int i = 0; i < ATT_DPL; i++) {
+        const int d = lane + 32 * i;
+        if (d < a.hdv) sacc[warp][d] = acc[i];
+    }
+    __syncthreads();
+    float mx = -INFINITY;
+    for (int w = 0; w < ATP_WARPS; w++) mx = fmaxf(mx, sm[w]);
+    float den = 0.0f, f[ATP_WARPS];
+    for (int w = 0; w < ATP_WARPS; w++) {
+        f[w] = sm[w] == -INFINITY ? 0.0f : expf(sm[w] - mx);
+        den += sl[w] * f[w];
+    }
+    for (int d = threadIdx.x; d < a.hdv; d += blockDim.x) {
+        float num = 0.0f;
+        for (int w = 0; w < ATP_WARPS; w++) num += sacc[w][d] * f[w];
+        attn_store(a, t, h, d, num / den);
+    }
+}
+
 /* ---------------------------------------------------------------- experts */
 
 /* out[t] = sum over the token's k pairs of weight * expert output; grid n. */
@@ -669,65 +838,127 @@ __global__ void __launch_bounds__(MM_WARPS * 32) mv_q_cuda(mv_args a, mm_groups 
     }
 }
 
-/* Routing and grouping of a batch in one block of 1024 threads: each warp
- * routes tokens as moe_route_cuda does, then the pairs are grouped by
- * expert as moe_group_cuda does, with the pairs and counts in shared
- * memory (n_pairs <= ROUTE_SMEM_PAIRS, ne <= 1024). */
-#define ROUTE_SMEM_PAIRS 8192
-__global__ void __launch_bounds__(1024)
-    moe_route_group_cuda(const float *logits, int n, int ne, int k, int norm, int *sel,
-                         float *sel_w, int *cnt, int *off, int *active, int *active_n,
-                         int *slot_tok, int *pair_slot) {
-    __shared__ int s_sel[ROUTE_SMEM_PAIRS];
-    __shared__ int s_cnt[1024], s_off[1024];
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
-    const int n_pairs = n * k;
-    for (int t = warp; t < n; t += nw) {
-        const float *p = logits + (int64_t)t * ne;
-        float mx = -INFINITY;
-        for (int i = lane; i < ne; i += 32) mx = fmaxf(mx, p[i]);
-        mx = warp_max(mx);
-        float sum = 0.0f;
-        for (int i = lane; i < ne; i += 32) sum += expf(p[i] - mx);
-        sum = warp_sum(sum);
-        uint32_t taken = 0;
-        float wsum = 0.0f, mine = 0.0f;
-        for (int j = 0; j < k; j++) {
-            float bv = -1.0f;
-            int bi = 0x7fffffff;
-            for (int i = lane, q = 0; i < ne; i += 32, q++) {
-                const float pr = expf(p[i] - mx) / sum;
-                if (!(taken >> q & 1u) && (pr > bv || (pr == bv && i < bi))) {
-                    bv = pr;
-                    bi = i;
+/* MV_GLU for one token's experts (or a dense layer) with the output
+ * quantized for the down product: a block of 32 warps computes 32
+ * consecutive rows silu(gate) * up of one slot, writes them to y and, as
+ * one Q8_0 block, to oq / od (ne1 a multiple of 32). */
+template <int QT>
+__global__ void __launch_bounds__(1024) mv_glu_q_cuda(mv_args a, mm_groups g, int8_t *oq,
+                                                      float *od) {
+    int e, s0, ns;
+    if (!mm_group(g, e, s0, ns)) return;
+    constexpr int QB = QT == DT_Q4_0 ? 16 : 32;
+    __shared__ float h[32];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t ne1 = a.ne1[0], r = (int64_t)blockIdx.x * 32 + warp;
+    const int nb = (int)(a.ne0 / QBLK), kb = a.ka / QBLK;
+    const int64_t row = (int64_t)e * ne1 + (r < ne1 ? r : ne1 - 1);
+    const uint8_t *wrow[2] = {a.q[0] + row * nb * QB, a.q[1] + row * nb * QB};
+    const __half *drow[2] = {a.d[0] + row * nb, a.d[1] + row * nb};
+    for (int j = 0; j < ns; j++) {
+        const int s = s0 + j;
+        const int64_t arow = g.map ? g.map[s] : s;
+        float acc[2] = {0.0f, 0.0f};
+#pragma unroll 2
+        for (int b = lane; b < nb; b += 32) {
+            const int4 *pa = (const int4 *)(a.aq + arow * a.ka + (int64_t)b * QBLK);
+            const int4 a0 = pa[0], a1 = pa[1];
+            const int av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+            const float da = a.ad[arow * kb + b];
+#pragma unroll
+            for (int rr = 0; rr < 2; rr++) {
+                int w[QB / 4];
+                const uint4 *p = (const uint4 *)(wrow[rr] + (int64_t)b * QB);
+#pragma unroll
+                for (int k = 0; k < QB / 16; k++) {
+                    const uint4 v = __ldg(p + k);
+                    w[4 * k] = (int)v.x;
+                    w[4 * k + 1] = (int)v.y;
+                    w[4 * k + 2] = (int)v.z;
+                    w[4 * k + 3] = (int)v.w;
                 }
+                const int isum = QT == DT_Q4_0 ? dot_q4_0(w, av) : dot_q8_0(w, av);
+                acc[rr] += (float)isum * (__half2float(drow[rr][b]) * da);
             }
-            for (int o = 16; o; o >>= 1) {
-                const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-                const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-                if (ov > bv || (ov == bv && oi < bi)) {
-                    bv = ov;
-                    bi = oi;
-                }
-            }
-            if (bi % 32 == lane) taken |= 1u << (bi / 32);
-            if (lane == j) mine = bv;
-            if (lane == 0) {
-                sel[t * k + j] = bi;
-                if (t * k + j < ROUTE_SMEM_PAIRS) s_sel[t * k + j] = bi;
-            }
-            wsum += bv;
         }
-        if (lane < k) sel_w[t * k + lane] = norm ? mine / wsum : mine;
+        const float v0 = warp_sum(acc[0]), v1 = warp_sum(acc[1]);
+        if (lane == 0) {
+            const float hv = v0 / (1.0f + expf(-v0)) * v1;
+            h[warp] = hv;
+            if (r < ne1) a.y[0][(int64_t)s * ne1 + r] = hv;
+        }
+        __syncthreads();
+        if (warp == 0) quantize_block(h[lane], oq + (int64_t)s * a.ka, od + (int64_t)s * kb, blockIdx.x);
+        __syncthreads();
     }
+}
+
+/* Routes n tokens, one warp each (8 per block): softmax of the router
+ * logits, the k most probable experts (ties to the lower index) and their
+ * weights, renormalised to sum 1 when norm is set. */
+__device__ void route_token(const float *p, int ne, int k, int norm, int *sel, float *sel_w) {
+    const int lane = threadIdx.x % 32;
+    float mx = -INFINITY;
+    for (int i = lane; i < ne; i += 32) mx = fmaxf(mx, p[i]);
+    mx = warp_max(mx);
+    float sum = 0.0f;
+    for (int i = lane; i < ne; i += 32) sum += expf(p[i] - mx);
+    sum = warp_sum(sum);
+    float pr[MAX_EXPERTS / 32]; /* this lane's experts lane + 32 q; -1 once taken */
+#pragma unroll
+    for (int q = 0; q < MAX_EXPERTS / 32; q++) {
+        const int i = lane + 32 * q;
+        pr[q] = i < ne ? expf(p[i] - mx) / sum : -1.0f;
+    }
+    float wsum = 0.0f, mine = 0.0f;
+    for (int j = 0; j < k; j++) {
+        float bv = -1.0f;
+        int bi = 0x7fffffff;
+#pragma unroll
+        for (int q = 0; q < MAX_EXPERTS / 32; q++) {
+            const int i = lane + 32 * q;
+            if (pr[q] > bv || (pr[q] == bv && pr[q] >= 0.0f && i < bi)) {
+                bv = pr[q];
+                bi = i;
+            }
+        }
+        for (int o = 16; o; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (ov > bv || (ov == bv && oi < bi)) {
+                bv = ov;
+                bi = oi;
+            }
+        }
+#pragma unroll
+        for (int q = 0; q < MAX_EXPERTS / 32; q++)
+            if (lane + 32 * q == bi) pr[q] = -1.0f;
+        if (lane == j) mine = bv;
+        if (lane == 0) sel[j] = bi;
+        wsum += bv;
+    }
+    if (lane < k) sel_w[lane] = norm ? mine / wsum : mine;
+}
+
+__global__ void moe_route_cuda(const float *logits, int n, int ne, int k, int norm, int *sel,
+                               float *sel_w) {
+    const int t = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (t >= n) return;
+    route_token(logits + (int64_t)t * ne, ne, k, norm, sel + t * k, sel_w + t * k);
+}
+
+/* Groups the n_pairs (token, expert) pairs of sel by expert in one block:
+ * counts, offsets (experts in order), the experts with pairs, each slot's
+ * token and each pair's slot.  Slots within an expert are in no fixed
+ * order: each slot is computed on its own, and the combine reads them
+ * through pair_slot, so the results do not depend on it. */
+__device__ void group_pairs(const int *sel, int n_pairs, int k, int ne, int *cnt, int *off,
+                            int *active, int *active_n, int *slot_tok, int *pair_slot) {
+    __shared__ int s_cnt[MAX_EXPERTS], s_off[MAX_EXPERTS];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int e = threadIdx.x; e < ne; e += blockDim.x) s_cnt[e] = 0;
     __syncthreads();
-    const int *ps = n_pairs <= ROUTE_SMEM_PAIRS ? s_sel : sel;
-    for (int e = threadIdx.x; e < ne; e += blockDim.x) {
-        int c = 0;
-        for (int p = 0; p < n_pairs; p++) c += ps[p] == e;
-        s_cnt[e] = c;
-        cnt[e] = c;
-    }
+    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) atomicAdd(&s_cnt[sel[p]], 1);
     __syncthreads();
     if (warp == 0) {
         /* exclusive scans of the counts and of the experts with pairs */
@@ -739,7 +970,8 @@ __global__ void __launch_bounds__(1024)
         }
         int isum = sum, iact = act;
         for (int o = 1; o < 32; o <<= 1) {
-            const int vs = __shfl_up_sync(0xffffffffu, isum, o), va = __shfl_up_sync(0xffffffffu, iact, o);
+            const int vs = __shfl_up_sync(0xffffffffu, isum, o);
+            const int va = __shfl_up_sync(0xffffffffu, iact, o);
             if (lane >= o) {
                 isum += vs;
                 iact += va;
@@ -749,21 +981,39 @@ __global__ void __launch_bounds__(1024)
         for (int e = e0; e < e0 + per && e < ne; e++) {
             s_off[e] = o;
             off[e] = o;
+            cnt[e] = s_cnt[e];
             o += s_cnt[e];
             if (s_cnt[e]) active[na++] = e;
         }
         if (lane == 31) *active_n = na;
     }
     __syncthreads();
-    for (int e = threadIdx.x; e < ne; e += blockDim.x) {
-        if (!s_cnt[e]) continue;
-        int sl = s_off[e];
-        for (int p = 0; p < n_pairs; p++) {
-            if (ps[p] != e) continue;
-            slot_tok[sl] = p / k;
-            pair_slot[p] = sl++;
-        }
+    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) {
+        const int sl = atomicAdd(&s_off[sel[p]], 1);
+        slot_tok[sl] = p / k;
+        pair_slot[p] = sl;
     }
+}
+
+__global__ void __launch_bounds__(1024)
+    moe_group_cuda(const int *sel, int n_pairs, int k, int ne, int *cnt, int *off, int *active,
+                   int *active_n, int *slot_tok, int *pair_slot) {
+    group_pairs(sel, n_pairs, k, ne, cnt, off, active, active_n, slot_tok, pair_slot);
+}
+
+/* Routing and grouping of a batch in one block of 1024 threads: each warp
+ * routes tokens as moe_route_cuda does, then the pairs are grouped by
+ * expert as moe_group_cuda does (ne <= MAX_EXPERTS): one launch for a
+ * one-token step. */
+__global__ void __launch_bounds__(1024)
+    moe_route_group_cuda(const float *logits, int n, int ne, int k, int norm, int *sel,
+                         float *sel_w, int *cnt, int *off, int *active, int *active_n,
+                         int *slot_tok, int *pair_slot) {
+    const int warp = threadIdx.x / 32, nw = blockDim.x / 32;
+    for (int t = warp; t < n; t += nw)
+        route_token(logits + (int64_t)t * ne, ne, k, norm, sel + t * k, sel_w + t * k);
+    __syncthreads(); /* the block's global stores are seen by the block */
+    group_pairs(sel, n * k, k, ne, cnt, off, active, active_n, slot_tok, pair_slot);
 }
 
 /* ---------------------------------------------------------------- prefill */
@@ -815,28 +1065,55 @@ __global__ void __launch_bounds__(MM_WARPS * 32)
         for (int nt = 0; nt < 8; nt++)
 #pragma unroll
             for (int c = 0; c < 4; c++) acc[nt][c] = 0.0f;
-        for (int b0 = 0; b0 < nb; b0 += MMA_KB) {
-            __syncthreads();
-            /* A stage: MMA_ROWS x MMA_KB blocks of QB bytes, 16 at a time */
-            for (int i = threadIdx.x; i < MMA_ROWS * MMA_KB * (QB / 16); i += blockDim.x) {
+        /* Each thread fetches its share of the next stage into registers
+         * while the warps multiply the current one from shared memory. */
+        constexpr int NA = MMA_ROWS * MMA_KB * (QB / 16) / (MM_WARPS * 32);
+        constexpr int NB = MMA_SLOTS * MMA_KB * 2 / (MM_WARPS * 32);
+        uint4 ra_q[NA], rb_q[NB];
+        float ra_d[NA], rb_d[NB];
+        auto fetch = [&](int b0) {
+#pragma unroll
+            for (int u = 0; u < NA; u++) {
+                const int i = threadIdx.x + u * MM_WARPS * 32;
                 const int r = i / (MMA_KB * (QB / 16)), rest = i % (MMA_KB * (QB / 16));
                 const int bk = rest / (QB / 16), part = rest % (QB / 16);
                 const int64_t row = (int64_t)e * ne1 + (r0 + r < ne1 ? r0 + r : ne1 - 1);
                 const int b = b0 + bk < nb ? b0 + bk : nb - 1;
-                *(uint4 *)(sa + r * AS + bk * QB + part * 16) =
-                    __ldg((const uint4 *)(wq + (row * nb + b) * QB) + part);
-                if (part == 0) sda[r][bk] = __half2float(wd[row * nb + b]);
+                ra_q[u] = __ldg((const uint4 *)(wq + (row * nb + b) * QB) + part);
+                ra_d[u] = __half2float(wd[row * nb + b]);
             }
-            /* B stage: MMA_SLOTS x MMA_KB blocks of 32 bytes */
-            for (int i = threadIdx.x; i < MMA_SLOTS * MMA_KB * 2; i += blockDim.x) {
+#pragma unroll
+            for (int u = 0; u < NB; u++) {
+                const int i = threadIdx.x + u * MM_WARPS * 32;
                 const int sl = i / (MMA_KB * 2), rest = i % (MMA_KB * 2);
                 const int bk = rest / 2, part = rest % 2;
                 const int b = b0 + bk < nb ? b0 + bk : nb - 1;
-                const int8_t *src = aq + srow[sl] * ka + (int64_t)b * QBLK;
-                *(uint4 *)(sb + sl * BS + bk * QBLK + part * 16) = *((const uint4 *)src + part);
-                if (part == 0) sdb[sl][bk] = ad[srow[sl] * kb + b];
+                rb_q[u] = *((const uint4 *)(aq + srow[sl] * ka + (int64_t)b * QBLK) + part);
+                rb_d[u] = ad[srow[sl] * kb + b];
+            }
+        };
+        __syncthreads(); /* srow is written */
+        fetch(0);
+        for (int b0 = 0; b0 < nb; b0 += MMA_KB) {
+            __syncthreads(); /* the previous stage's readers are done */
+#pragma unroll
+            for (int u = 0; u < NA; u++) {
+                const int i = threadIdx.x + u * MM_WARPS * 32;
+                const int r = i / (MMA_KB * (QB / 16)), rest = i % (MMA_KB * (QB / 16));
+                const int bk = rest / (QB / 16), part = rest % (QB / 16);
+                *(uint4 *)(sa + r * AS + bk * QB + part * 16) = ra_q[u];
+                if (part == 0) sda[r][bk] = ra_d[u];
+            }
+#pragma unroll
+            for (int u = 0; u < NB; u++) {
+                const int i = threadIdx.x + u * MM_WARPS * 32;
+                const int sl = i / (MMA_KB * 2), rest = i % (MMA_KB * 2);
+                const int bk = rest / 2, part = rest % 2;
+                *(uint4 *)(sb + sl * BS + bk * QBLK + part * 16) = rb_q[u];
+                if (part == 0) sdb[sl][bk] = rb_d[u];
             }
             __syncthreads();
+            if (b0 + MMA_KB < nb) fetch(b0 + MMA_KB);
             const int kmax = nb - b0 < MMA_KB ? nb - b0 : MMA_KB;
             for (int bk = 0; bk < kmax; bk++) {
                 int A[4];

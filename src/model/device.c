@@ -88,7 +88,8 @@ hearth_status device_model_init(hearth_model *m, const hearth_model_params *p, h
                          hearth_dtype_name(l->n.type));                                            \
     }
         D(attn_norm)
-        D(wq) D(wk) D(wv) D(wo) D(bq) D(bk) D(bv) D(q_norm) D(k_norm) D(ffn_norm) D(w_gate) D(w_up)
+        D(wq)
+        D(wk) D(wv) D(wo) D(bq) D(bk) D(bv) D(q_norm) D(k_norm) D(ffn_norm) D(w_gate) D(w_up)
             D(w_down) D(gate_inp) D(gate_exps) D(up_exps) D(down_exps) D(gate_inp_shexp)
                 D(gate_shexp) D(up_shexp) D(down_shexp)
 #undef D
