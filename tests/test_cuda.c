@@ -131,8 +131,8 @@ static void check_model(const char *path, hearth_kv_type kv, double tol) {
 }
 
 /* A small random-weight model of arch and type written with synth: 8
- * query heads on 2 KV heads, so prefill takes the grouped-query kernel
- * (stories260K's 8 on 4 take the other one). */
+ * query heads on 2 KV heads, so prefill takes the grouped-query attention
+ * kernel (stories260K's 8 on 4 take the per-head one). */
 static const char *synth_model(const char *arch, uint32_t type, const char *tag) {
     static char path[512];
     snprintf(path, sizeof path, "%s/cuda-%s.gguf", test_tmpdir(), tag);

@@ -81,17 +81,36 @@ hearth_status device_model_init(hearth_model *m, const hearth_model_params *p, h
         const layer_weights *l = &m->layers[il];
         cuda_layer *c = &layers[il];
 #define D(n)                                                                                       \
-    c->n = tensor_desc(&l->n);                                                                     \
-    if (!cuda_type_ok(&l->n)) {                                                                    \
-        free(layers);                                                                              \
-        return error_set(err, HEARTH_ERR_UNSUPPORTED, "CUDA: layer %u " #n " has type %s", il,     \
-                         hearth_dtype_name(l->n.type));                                            \
-    }
-        D(attn_norm)
-        D(wq)
-        D(wk) D(wv) D(wo) D(bq) D(bk) D(bv) D(q_norm) D(k_norm) D(ffn_norm) D(w_gate) D(w_up)
-            D(w_down) D(gate_inp) D(gate_exps) D(up_exps) D(down_exps) D(gate_inp_shexp)
-                D(gate_shexp) D(up_shexp) D(down_shexp)
+    do {                                                                                           \
+        c->n = tensor_desc(&l->n);                                                                 \
+        if (!cuda_type_ok(&l->n)) {                                                                \
+            free(layers);                                                                          \
+            return error_set(err, HEARTH_ERR_UNSUPPORTED, "CUDA: layer %u " #n " has type %s", il, \
+                             hearth_dtype_name(l->n.type));                                        \
+        }                                                                                          \
+    } while (0)
+        D(attn_norm);
+        D(wq);
+        D(wk);
+        D(wv);
+        D(wo);
+        D(bq);
+        D(bk);
+        D(bv);
+        D(q_norm);
+        D(k_norm);
+        D(ffn_norm);
+        D(w_gate);
+        D(w_up);
+        D(w_down);
+        D(gate_inp);
+        D(gate_exps);
+        D(up_exps);
+        D(down_exps);
+        D(gate_inp_shexp);
+        D(gate_shexp);
+        D(up_shexp);
+        D(down_shexp);
 #undef D
     }
     if (!cuda_type_ok(&m->token_embd) || !cuda_type_ok(&m->output)) {
