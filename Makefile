@@ -4,6 +4,8 @@
 #   make SAN=1      ASan+UBSan build in build/asan/
 #   make test       builds both and runs the whole suite (tests/run.sh)
 #   make fuzz       libFuzzer targets (clang) in build/fuzz/
+#   make CUDA=1     with the CUDA backend (src/cuda/, nvcc) in build/cuda/
+#   make cuda-check compiles the CUDA sources only (no GPU needed)
 #   make format     rewrites sources with clang-format; make format-check only checks
 #
 # Only GNU make and a C11 compiler are required, with three libraries from
@@ -35,6 +37,21 @@ OPT := -O2 -g
 LDSAN :=
 endif
 
+# The CUDA backend: sm_90a machine code plus PTX that newer GPUs compile.
+CUDA_HOME ?= /usr/local/cuda
+NVCC ?= $(CUDA_HOME)/bin/nvcc
+NVCC_ARCH ?= -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90
+NVCC_FLAGS := -O3 -std=c++17 -Iinclude -Isrc -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings
+CU_SRCS := $(sort $(wildcard src/cuda/*.cu))
+ifeq ($(CUDA),1)
+BUILD := build/cuda
+DEFS += -DHEARTH_CUDA
+LIBS += -L$(CUDA_HOME)/lib64 -lcudart_static -lrt -ldl -lstdc++
+CU_OBJS := $(CU_SRCS:%.cu=$(BUILD)/obj/%.o)
+else
+CU_OBJS :=
+endif
+
 CFLAGS_ALL := $(WARN) $(DEFS) $(INCS) $(OPT) $(CFLAGS)
 LDFLAGS_ALL := $(LDSAN) $(LDFLAGS)
 
@@ -52,7 +69,7 @@ BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 LIB := $(BUILD)/libhearth.a
 BIN := $(BUILD)/hearth
 
-.PHONY: all test tests bench fuzz format format-check clean
+.PHONY: all test tests bench fuzz format format-check clean cuda-check
 .SECONDARY:
 all: $(BIN) $(TEST_BINS) $(BENCH_BINS)
 
@@ -61,7 +78,12 @@ $(BUILD)/obj/%.o: %.c
 	@echo "  CC  $<"
 	@$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
-$(LIB): $(LIB_OBJS)
+$(BUILD)/obj/%.o: %.cu $(wildcard src/cuda/*.cuh src/cuda/*.h) src/kernels/quant.h include/hearth.h
+	@mkdir -p $(dir $@)
+	@echo "  NVCC $<"
+	@$(NVCC) $(NVCC_FLAGS) $(NVCC_ARCH) -c $< -o $@
+
+$(LIB): $(LIB_OBJS) $(CU_OBJS)
 	@rm -f $@
 	@ar rcs $@ $^
 
@@ -106,6 +128,13 @@ build/fuzz/%: fuzz/%.c $(FUZZ_LIB_SRCS) $(wildcard src/*/*.h) include/hearth.h $
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(WARN) $(DEFS) $(INCS) -O1 -g -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_LIB_SRCS) $(LIBS)
+
+# Compile-only check of the CUDA backend (PTX, no GPU needed), and of the C
+# side built with it, so neither rots in builds without CUDA.
+cuda-check:
+	@mkdir -p build/cuda-check
+	$(NVCC) $(NVCC_FLAGS) -arch=compute_90 -c src/cuda/forward.cu -o build/cuda-check/forward.o
+	$(CC) $(WARN) $(DEFS) -DHEARTH_CUDA $(INCS) -fsyntax-only src/model/device.c
 
 FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:

@@ -184,6 +184,14 @@ typedef enum hearth_compute_type {
  * "casting", "pre-faulting" or "locking"; done of total bytes. */
 typedef void (*hearth_progress_fn)(const char *phase, uint64_t done, uint64_t total, void *arg);
 
+/* Where a model runs.  AUTO: on a CUDA GPU when hearth was built with CUDA
+ * and one is present, else on the CPU. */
+typedef enum hearth_device {
+    HEARTH_DEVICE_AUTO = 0,
+    HEARTH_DEVICE_CPU = 1,
+    HEARTH_DEVICE_CUDA = 2,
+} hearth_device;
+
 typedef struct hearth_model_params {
     bool use_mmap;  /* map the file read-only (default true); false reads it into memory */
     bool use_mlock; /* pin weights, KV caches and scratch in RAM with mlock(2); the load is
@@ -198,6 +206,7 @@ typedef struct hearth_model_params {
     uint64_t memory_budget;
     hearth_progress_fn progress; /* may be NULL */
     void *progress_arg;
+    hearth_device device; /* default HEARTH_DEVICE_AUTO */
 } hearth_model_params;
 
 hearth_model_params hearth_model_default_params(void);
@@ -224,6 +233,8 @@ const char *hearth_model_meta_str(const hearth_model *model, const char *key, si
  * model; for mixture-of-experts layers the router and only the experts a
  * token is routed to (plus a shared expert); one embedding row. */
 uint64_t hearth_model_bytes_per_token(const hearth_model *model);
+/* "cpu", or "cuda: <GPU name, memory, compute capability>". */
+const char *hearth_model_device(const hearth_model *model);
 
 /* ---------------------------------------------------------------- context */
 

@@ -7,7 +7,8 @@
 #      the dashboard in headless chromium (tests/web),
 #      and the JSON-schema outputs checked with ajv (tests/grammar);
 #   3. each fuzz target for FUZZ_SECONDS (default 60 in all) under ASan+UBSan;
-#   4. the format check.
+#   4. a compile-only check of the CUDA sources when nvcc is installed;
+#   5. the format check.
 # Each program prints "ok   name" / "FAIL name" lines; this script counts
 # them and ends with "N passed, N failed".
 set -u
@@ -116,6 +117,20 @@ if [ -x "${targets[0]}" ]; then
     done
 else
     record "[fuzz] targets not built (make fuzz)" fail
+fi
+
+# The CUDA backend compiles wherever nvcc is installed (no GPU needed: the
+# kernels run in test_cuda, on a machine with one, built with make CUDA=1).
+nvcc_bin=${NVCC:-$(command -v nvcc || echo "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc")}
+if [ -x "$nvcc_bin" ]; then
+    if make -s cuda-check NVCC="$nvcc_bin" >build/cuda-check.log 2>&1; then
+        record "[cuda] CUDA sources compile (make cuda-check)" ok
+    else
+        tail -n 20 build/cuda-check.log
+        record "[cuda] make cuda-check (see build/cuda-check.log)" fail
+    fi
+else
+    echo "skip [cuda] nvcc not found: the CUDA sources were not compiled"
 fi
 
 # Formatting of every tracked C source.

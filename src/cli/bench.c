@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "hearth.h"
 #include "kernels/cpu.h"
+#include "model/device.h"
 #include "util/threadpool.h"
 
 static const char bench_usage[] =
@@ -276,7 +277,8 @@ int cli_bench(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     double rss_mib = (double)ru.ru_maxrss / 1024.0;
     /* Measured last, so its 1 GiB buffer stays out of the peak RSS above. */
-    double bw = measure_bandwidth((int)threads);
+    bool gpu = strcmp(hearth_model_device(model), "cpu") != 0;
+    double bw = gpu ? device_bandwidth(model) : measure_bandwidth((int)threads);
     double bytes_tok = (double)hearth_model_bytes_per_token(model);
     double tg = stat_mean(&tg_stats), gbs = tg * bytes_tok / 1e9;
     if (json) {
@@ -284,6 +286,7 @@ int cli_bench(int argc, char **argv) {
         json_object_set_new(o, "model", json_string(hearth_model_desc(model)));
         json_object_set_new(o, "threads", json_integer(threads));
         json_object_set_new(o, "kernels", json_string(cpu_kernel_name()));
+        json_object_set_new(o, "device", json_string(hearth_model_device(model)));
         json_object_set_new(o, "read_bandwidth_gbs", json_real(bw / 1e9));
         json_object_set_new(o, "weight_bytes_per_token", json_integer((json_int_t)bytes_tok));
         json_object_set_new(o, "peak_rss_mib", json_real(rss_mib));
@@ -312,12 +315,14 @@ int cli_bench(int argc, char **argv) {
         json_decref(o);
     } else {
         printf("model: %s\n", hearth_model_desc(model));
+        printf("device: %s\n", hearth_model_device(model));
         hearth_memory_report mr;
         hearth_memory_report_get(model, &mr);
         hearth_memory_report_print(&mr, stdout);
-        printf("threads %lld, kernels %s, read bandwidth %.1f GB/s, weights per token %.1f MB, "
+        printf("threads %lld, kernels %s, %s bandwidth %.1f GB/s, weights per token %.1f MB, "
                "peak RSS %.0f MiB\n",
-               threads, cpu_kernel_name(), bw / 1e9, bytes_tok / 1e6, rss_mib);
+               threads, gpu ? "cuda" : cpu_kernel_name(), gpu ? "GPU copy" : "read", bw / 1e9,
+               bytes_tok / 1e6, rss_mib);
         printf("| test   |        tok/s |   ms/tok |  GB/s | of bandwidth |\n");
         printf("| ------ | ------------ | -------- | ----- | ------------ |\n");
         for (int i = 0; i < n_pp; i++) {

@@ -47,7 +47,8 @@ const char *cli_value(int argc, char **argv, int *i);
     "                          (default 90% of physical RAM)\n"                                    \
     "      --compute-type auto|f32|f16|bf16|file  type unquantized weight matrices are cast to\n"  \
     "                          at load; auto: bf16 with AVX512_BF16, f16 with F16C, else f32\n"    \
-    "                          (default file: as stored)\n"
+    "                          (default file: as stored)\n"                                        \
+    "      --device auto|cpu|cuda  where the model runs (default auto: the GPU if any)\n"
 
 /* Parses a size such as "20G", "512M", "1.5G", "4096" (bytes) or
  * "unlimited" (HEARTH_BUDGET_UNLIMITED); prints an error naming flag and

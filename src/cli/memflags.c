@@ -77,6 +77,19 @@ int cli_memory_flag(int argc, char **argv, int *i, hearth_model_params *mp, bool
     } else if (!strcmp(a, "--memory-budget")) {
         const char *v = cli_value(argc, argv, i);
         if (!v || !cli_parse_size(a, v, &mp->memory_budget)) return 2;
+    } else if (!strcmp(a, "--device")) {
+        const char *v = cli_value(argc, argv, i);
+        if (!v) return 2;
+        if (!strcmp(v, "auto")) {
+            mp->device = HEARTH_DEVICE_AUTO;
+        } else if (!strcmp(v, "cpu")) {
+            mp->device = HEARTH_DEVICE_CPU;
+        } else if (!strcmp(v, "cuda")) {
+            mp->device = HEARTH_DEVICE_CUDA;
+        } else {
+            cli_error("--device expects auto, cpu or cuda, got '%s'", v);
+            return 2;
+        }
     } else if (!strcmp(a, "--compute-type")) {
         const char *v = cli_value(argc, argv, i);
         if (!v) return 2;

@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "model/device.h"
 #include "model/model.h"
 #include "util/dtype.h"
 #include "util/error.h"
@@ -277,6 +278,7 @@ hearth_status hearth_context_create(const hearth_model *model, const hearth_cont
             arena_seal(&s_a, scratch_bytes);
         }
     }
+    if (st == HEARTH_OK) st = device_context_init(ctx, err);
     if (st != HEARTH_OK) {
         hearth_context_free(ctx);
         return st;
@@ -287,6 +289,7 @@ hearth_status hearth_context_create(const hearth_model *model, const hearth_cont
 
 void hearth_context_free(hearth_context *ctx) {
     if (!ctx) return;
+    device_context_free(ctx);
     threadpool_free(ctx->pool);
     arena_unmap(ctx->kv_arena, ctx->kv_bytes);
     arena_unmap(ctx->scratch_arena, ctx->scratch_bytes);
@@ -361,7 +364,12 @@ hearth_status hearth_decode(hearth_context *ctx, const hearth_batch *b, hearth_e
                          "batch asks for logits of %u tokens; the context holds %u (n_outputs)",
                          n_out, ctx->n_outputs_max);
     }
-    model_forward(ctx, b);
+    if (ctx->gpu) {
+        st = device_forward(ctx, b, n_out, err);
+        if (st != HEARTH_OK) return st;
+    } else {
+        model_forward(ctx, b);
+    }
     for (uint32_t i = 0; i < b->n; i++) ctx->kv.len[b->seq[i]] = b->pos[i] + 1;
     return HEARTH_OK;
 }
@@ -394,6 +402,12 @@ hearth_status hearth_kv_copy(hearth_context *ctx, int32_t dst, int32_t src, int3
     }
     /* Rows of one sequence are contiguous within a layer: one memcpy per
      * layer for keys and one for values. */
+    if (ctx->gpu) {
+        hearth_status st = device_kv_copy(ctx, dst, src, n_pos, err);
+        if (st != HEARTH_OK) return st;
+        kv->len[dst] = n_pos;
+        return HEARTH_OK;
+    }
     const size_t k_bytes = (size_t)n_pos * kv->k_row * kv->elem_bytes;
     const size_t v_bytes = (size_t)n_pos * kv->v_row * kv->elem_bytes;
     for (uint32_t il = 0; il < ctx->model->hp.n_layer; il++) {

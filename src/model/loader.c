@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/device.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "util/dtype.h"
@@ -381,6 +382,7 @@ hearth_status hearth_model_load(const char *path, const hearth_model_params *par
                            hearth_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
         }
         if (st == HEARTH_OK) st = model_memory_apply(m, params, err);
+        if (st == HEARTH_OK) st = device_model_init(m, params, err);
         if (st == HEARTH_OK) model_describe(m);
         /* gguf_open_progress names the file itself. */
         if (st != HEARTH_OK && m->file) error_prefix(err, st, "%s", path);
@@ -395,6 +397,7 @@ hearth_status hearth_model_load(const char *path, const hearth_model_params *par
 
 void hearth_model_free(hearth_model *m) {
     if (!m) return;
+    device_model_free(m);
     hearth_tokenizer_free(m->tok);
     free(m->layers);
     model_memory_free(m->mem);
@@ -410,6 +413,9 @@ int32_t hearth_model_n_vocab(const hearth_model *m) {
 }
 uint32_t hearth_model_n_ctx_train(const hearth_model *m) {
     return m->hp.n_ctx_train;
+}
+const char *hearth_model_device(const hearth_model *m) {
+    return device_model_name(m);
 }
 const char *hearth_model_desc(const hearth_model *m) {
     return m->desc;

@@ -138,6 +138,9 @@ struct hearth_model {
     uint64_t weight_bytes; /* bytes the weights take as the forward pass reads them (cast) */
     model_memory *mem;     /* NULL only while loading */
     char desc[256];
+    void *gpu;             /* the CUDA backend's copy of the weights (device.c); NULL on the CPU */
+    uint64_t gpu_bytes;    /* device memory the weights take */
+    char device_name[224]; /* "cuda: <GPU>" when gpu is set */
 };
 
 /* Reads the hyper-parameters of m->file and binds every weight (loader.c). */
@@ -229,6 +232,7 @@ struct hearth_context {
     uint8_t *scratch_arena; /* (scratch_bytes) one mapping holding every buffer of s */
     uint64_t kv_bytes, scratch_bytes;
     bool reserved; /* kv_bytes + scratch_bytes are reserved against the model's budget */
+    void *gpu;     /* the CUDA backend's KV cache and scratch (device.c); NULL on the CPU */
 };
 
 /* Resolves params (0 = default for each field; NULL = all defaults) for
