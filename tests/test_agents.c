@@ -222,6 +222,16 @@ TEST(config_valid) {
     agents_config_free(cfg);
 }
 
+/* The example set loads as it is shipped. */
+TEST(notebook_example_loads) {
+    agents_config *cfg = NULL;
+    hearth_error err = {HEARTH_OK, ""};
+    CHECKF(agents_config_load("examples/notebook/agents.yaml", &cfg, &err) == HEARTH_OK, "%s",
+           err.msg);
+    CHECK(cfg && cfg->n_agents == 12);
+    agents_config_free(cfg);
+}
+
 TEST(paths_confined) {
     CHECK(agents_path_is_confined("a.txt"));
     CHECK(agents_path_is_confined("./notes/a.txt"));
@@ -607,6 +617,7 @@ int main(void) {
     test_init("test_agents");
     RUN(config_errors_name_file_and_line);
     RUN(config_valid);
+    RUN(notebook_example_loads);
     RUN(paths_confined);
     RUN(store_crash_recovery);
     RUN(query_store_read_only);
