@@ -401,6 +401,24 @@ hearth_status store_finish(agent_store *st, const agent_run *run, const run_resu
     return hs;
 }
 
+hearth_status store_requeue(agent_store *st, long long id, hearth_error *err) {
+    pthread_mutex_lock(&st->mu);
+    sqlite3_stmt *s = NULL;
+    bool ok =
+        sqlite3_prepare_v2(st->db,
+                           "UPDATE runs SET status = 'queued', started_at = NULL WHERE id = ? "
+                           "AND status = 'running'",
+                           -1, &s, NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_int64(s, 1, id);
+        ok = sqlite3_step(s) == SQLITE_DONE;
+    }
+    sqlite3_finalize(s);
+    hearth_status hs = ok ? HEARTH_OK : db_error(st->db, err, "requeueing a run");
+    pthread_mutex_unlock(&st->mu);
+    return hs;
+}
+
 static bool get_one(agent_store *st, const char *sql, long long id, const char *text,
                     agent_run *out) {
     memset(out, 0, sizeof *out);
