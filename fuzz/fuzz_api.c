@@ -22,6 +22,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static hearth_tokenizer *tok;
+static hearth_grammar_vocab *gvocab;
 
 static void load(void) {
     const char *root = getenv("HEARTH_SHARED");
@@ -32,20 +33,44 @@ static void load(void) {
         fprintf(stderr, "fuzz_api: %s\n", err.msg);
         __builtin_trap();
     }
+    if (hearth_grammar_vocab_create(tok, &gvocab, &err) != HEARTH_OK) {
+        fprintf(stderr, "fuzz_api: %s\n", err.msg);
+        __builtin_trap();
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!tok) load();
     if (size < 1) return 0;
-    api_env env = {tok, (chat_family)(data[0] % CHAT_N_FAMILY), 128, hearth_tokenizer_n_vocab(tok)};
-    api_kind kind = (data[0] >> 4) & 1 ? API_COMPLETION : API_CHAT;
+    api_env env = {tok, (chat_family)(data[0] % CHAT_N_FAMILY), 128, hearth_tokenizer_n_vocab(tok),
+                   gvocab};
+    api_kind kind = (data[0] >> 6) & 1   ? API_SECTIONS
+                    : (data[0] >> 4) & 1 ? API_COMPLETION
+                                         : API_CHAT;
     const char *prio = (data[0] >> 5) & 1 ? "tool" : NULL;
     json_error_t jerr;
     json_t *body = json_loadb((const char *)data + 1, size - 1, JSON_REJECT_DUPLICATES, &jerr);
     if (!body) return 0;
     api_request req;
     api_error e;
-    if (api_parse(&env, kind, body, prio, &req, &e)) {
+    bool parsed = api_parse(&env, kind, body, prio, &req, &e);
+    if (parsed && req.sec.on) {
+        /* A sectional request the planner must accept, and its first prompt. */
+        hearth_sections *g = NULL;
+        hearth_error err;
+        if (hearth_sections_create(tok, &req.sec.p, &g, &err) != HEARTH_OK) __builtin_trap();
+        hearth_section_job job;
+        hearth_status st = hearth_sections_next_job(g, &job, &err);
+        if (st != HEARTH_OK && st != HEARTH_ERR_CONTEXT_FULL) __builtin_trap();
+        hearth_sections_free(g);
+    } else if (parsed) {
+        if (req.sp.grammar) {
+            /* The mask of the first token. */
+            static float logits[1024];
+            int32_t nv = env.n_vocab < 1024 ? env.n_vocab : 1024;
+            hearth_error err;
+            hearth_grammar_apply(req.sp.grammar, logits, nv, &err);
+        }
         if (req.n_prompt == 0 || req.n_prompt >= env.n_ctx || req.sp.max_tokens > env.n_ctx ||
             !(req.sp.sampling.top_p > 0.0f) || (unsigned)req.sp.cls >= SCHED_N_CLASS) {
             __builtin_trap();

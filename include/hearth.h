@@ -666,6 +666,12 @@ typedef struct hearth_sections_params {
                                         HEARTH_LOOP_STOP a loop ends the whole generation */
     hearth_section_format_fn format; /* NULL: hearth_sections_format_plain */
     void *format_arg;
+    /* Instead of format and tokenizing its text: writes a prompt's tokens
+     * itself (a server placing a chat template's control tokens by id)
+     * into out, at most cap, setting *n_out; HEARTH_ERR_BUFFER_TOO_SMALL
+     * when they do not fit.  Gets format_arg.  NULL: format. */
+    hearth_status (*prompt_tokens)(const hearth_section_prompt *what, hearth_token *out, size_t cap,
+                                   size_t *n_out, void *arg, hearth_error *err);
 } hearth_sections_params;
 
 hearth_sections_params hearth_sections_default_params(void);
@@ -730,6 +736,8 @@ typedef struct hearth_section_job {
 
 hearth_status hearth_sections_next_job(hearth_sections *g, hearth_section_job *job,
                                        hearth_error *err);
+/* The sampler of job index while it runs (it belongs to g), else NULL. */
+hearth_sampler *hearth_sections_job_sampler(hearth_sections *g, uint32_t index);
 /* Records generated token t of job index; true when the job is over. */
 bool hearth_sections_push(hearth_sections *g, uint32_t index, hearth_token t);
 /* Ends a job from outside (why: EOG, CONTEXT, or LENGTH). */

@@ -4,6 +4,7 @@
 #   1. every tests/test_* program, release build;
 #   2. the same programs built with ASan+UBSan;
 #      then the server's Node.js tests (OpenAI SDK, load) on the release build,
+#      the dashboard in headless chromium (tests/web),
 #      and the JSON-schema outputs checked with ajv (tests/grammar);
 #   3. each fuzz target for FUZZ_SECONDS (default 60 in all) under ASan+UBSan;
 #   4. the format check.
@@ -58,6 +59,23 @@ if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
     fi
 else
     record "[server] node and npm missing (tools/deps.sh installs them)" fail
+fi
+
+# The dashboard in a browser: playwright-core (pinned in
+# tests/web/package-lock.json; it downloads no browser) driving Debian's
+# chromium against a real hearth serve; screenshots go to build/web-test/.
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+    mkdir -p build
+    if ! command -v "${CHROMIUM:-chromium}" >/dev/null 2>&1; then
+        record "[web] chromium missing (tools/deps.sh installs it)" fail
+    elif (cd tests/web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund \
+        >../../build/npm-ci-web.log 2>&1); then
+        export CHROMIUM="$(command -v "${CHROMIUM:-chromium}")"
+        for t in tests/web/*.test.mjs; do run_program "[web]" "$t"; done
+    else
+        tail -n 20 build/npm-ci-web.log
+        record "[web] npm ci in tests/web (see build/npm-ci-web.log)" fail
+    fi
 fi
 
 # Constrained output (hearth run --json-schema) checked by an independent

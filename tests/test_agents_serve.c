@@ -492,6 +492,65 @@ TEST(remote_engine_runs_on_a_second_server) {
     stop_server(&a);
 }
 
+/* The output forms through the local engine: a JSON-schema agent's output
+ * parses and has the schema's fields and types; a sectional agent's is
+ * written as sections (two, from a model-written outline). */
+TEST(json_schema_and_sections_outputs) {
+    const char *dir = new_dir("forms");
+    char cfg[600], args[2048];
+    snprintf(cfg, sizeof cfg, "%s/agents.yaml", dir);
+    write_text(cfg, "agents:\n"
+                    "  - name: parser\n"
+                    "    prompt: Extract the name and the age.\n"
+                    "    output: json_schema\n"
+                    "    schema: {type: object, properties: {name: {type: string, maxLength: 12},\n"
+                    "             age: {type: integer}}, required: [name, age],\n"
+                    "             additionalProperties: false}\n"
+                    "    triggers: [api]\n"
+                    "    limits: {max_tokens: 200}\n"
+                    "  - name: longform\n"
+                    "    prompt: Write a story.\n"
+                    "    output: sections\n"
+                    "    sections: 2\n"
+                    "    triggers: [api]\n"
+                    "    limits: {max_tokens: 400}\n");
+    snprintf(args, sizeof args,
+             "-m '%s' --chat-template chatml --parallel 4 --ctx 1024 --agents '%s'", stories, cfg);
+    proc p = start(args);
+    REQUIRE(p.port);
+    long st;
+    json_decref(http(p.port, "/v1/agents/parser/run", "{\"input\": \"Tim is three.\"}", &st));
+    CHECK(st == 202);
+    json_decref(http(p.port, "/v1/agents/longform/run", "{\"input\": \"a cat\"}", &st));
+    CHECK(st == 202);
+    json_t *runs = wait_runs(p.port, "parser", 1, "succeeded", 60);
+    json_t *run = json_array_get(runs, 0);
+    REQUIRE(run);
+    json_error_t je;
+    json_t *out = json_loads(json_string_value(json_object_get(run, "output")), 0, &je);
+    CHECKF(out && json_object_size(out) == 2, "output: %s",
+           json_string_value(json_object_get(run, "output")));
+    /* maxLength counts characters, not bytes. */
+    const char *name = json_string_value(json_object_get(out, "name"));
+    size_t chars = 0;
+    for (const char *q = name; q && *q; q++) chars += ((unsigned char)*q & 0xc0) != 0x80;
+    CHECKF(name && chars <= 12, "output: %s", json_string_value(json_object_get(run, "output")));
+    CHECK(json_is_integer(json_object_get(out, "age")));
+    json_decref(out);
+    json_decref(runs);
+    runs = wait_runs(p.port, "longform", 1, "succeeded", 120);
+    run = json_array_get(runs, 0);
+    REQUIRE(run);
+    const char *text = json_string_value(json_object_get(run, "output"));
+    /* The stitched document carries one heading per section. */
+    size_t headings = 0;
+    for (const char *q = text; q && (q = strstr(q, "## ")) != NULL; q += 3) headings++;
+    CHECKF(headings == 2, "%zu headings in: %.300s", headings, text ? text : "(null)");
+    CHECK(json_integer_value(json_object_get(run, "completion_tokens")) > 0);
+    json_decref(runs);
+    stop_server(&p);
+}
+
 TEST(bad_agents_file_refuses_to_start) {
     const char *dir = new_dir("bad");
     char cfg[600], args[4096];
@@ -539,6 +598,7 @@ int main(int argc, char **argv) {
     RUN(news_file_flows_through_four_agents);
     RUN(remote_engine_runs_on_a_second_server);
     RUN(kill_9_loses_nothing_completed_and_retries_the_interrupted_run);
+    RUN(json_schema_and_sections_outputs);
     curl_global_cleanup();
     return test_finish();
 }

@@ -11,7 +11,8 @@
  * the prefix cache in usage, a client that disconnects mid-stream, 503 with
  * Retry-After when a class queue is full, and bad input of every kind
  * answered with the right status and an OpenAI error object while the
- * server stays up; the dashboard's files served without the key and its
+ * server stays up (response_format, grammar, loop_guard and /v1/sections
+ * included); the dashboard's files served without the key and its
  * endpoints (/v1/metrics, /v1/agents) only with it.
  */
 #include <arpa/inet.h>
@@ -466,6 +467,17 @@ TEST(bad_input_gets_the_right_error) {
         {"/v1/completions", "{\"prompt\": \"x\", \"logprobs\": 9}", 400, "logprobs"},
         {"/v1/completions", "{\"prompt\": \"x\", \"echo\": true}", 400, "echo"},
         {"/v1/completions", "{\"prompt\": \"x\", \"stream_options\": 3}", 400, "stream_options"},
+        {"/v1/completions",
+         "{\"prompt\": \"x\", \"response_format\": {\"type\": \"json_schema\", "
+         "\"json_schema\": {\"schema\": {\"type\": \"number\", \"maximum\": 1}}}}",
+         400, "response_format"},
+        {"/v1/completions", "{\"prompt\": \"x\", \"grammar\": \"root ::= [a-\"}", 400, "grammar"},
+        {"/v1/completions", "{\"prompt\": \"x\", \"grammar\": 7}", 400, "grammar"},
+        {"/v1/completions", "{\"prompt\": \"x\", \"loop_guard\": {\"span\": 1}}", 400,
+         "loop_guard"},
+        {"/v1/sections", "{\"sections\": 3}", 400, "topic"},
+        {"/v1/sections", "{\"topic\": \"x\", \"sections\": 2, \"section_tokens\": \"long\"}", 400,
+         "sections"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         resp r = http(p.port, "POST", cases[i].path, auth, cases[i].body, strlen(cases[i].body));

@@ -1,24 +1,33 @@
 // agents.js — the Agents view: the configured agents from GET /v1/agents
-// with their trigger, priority class and last run (status and output), the
-// run history of one (GET /v1/agents/ID/runs) and a button to run one now
-// (POST /v1/agents/ID/runs).  web/README.md has the JSON contract; until
-// the agents runtime serves it the list is empty.
+// with their triggers, priority class, engine, output form and last run
+// (status and output), the run history of one
+// (GET /v1/agents/NAME/runs?limit=N) and a button to run one now
+// (POST /v1/agents/NAME/run, with an optional {"input"}).  web/README.md
+// has the JSON contract; a server without agents lists none.
 
-import { apiFetch, apiJson, el, fmtTime } from './api.js';
+import { apiFetch, apiJson, el, fmtAge, fmtTime } from './api.js';
 import { renderMarkdown } from './md.js';
 
+const RUNS_LIMIT = 20;
 const open = new Set(); // agents whose history is shown
-const history = new Map(); // id -> runs
-const expanded = new Set(); // runs whose output is unfolded
+const history = new Map(); // name -> runs, newest first
+const expanded = new Set(); // runs whose output is unfolded ("name/id")
+const inputs = new Map(); // name -> the input typed for "Run now"
 let agents = null;
 let error = null;
 const $ = (id) => document.getElementById(id);
-const DONE = new Set(['succeeded', 'failed', 'cancelled']);
+const DONE = new Set(['succeeded', 'failed', 'interrupted']);
+const path = (name) => `/v1/agents/${encodeURIComponent(name)}`;
 
-function trigger(t) {
-  if (!t) return 'manual';
+function triggerText(t) {
   const next = t.next_run_at ? ` · next ${fmtTime(t.next_run_at)}` : '';
-  return `${t.type || 'manual'}${t.spec ? ` ${t.spec}` : ''}${next}`;
+  return `${t.type}${t.spec ? ` ${t.spec}` : ''}${next}`;
+}
+
+function triggers(a) {
+  const ts = Array.isArray(a.triggers) ? a.triggers : [];
+  if (!ts.length) return el('span', { class: 'muted', text: 'no triggers (run by hand or the API)' });
+  return el('ul', { class: 'triggers' }, ...ts.map((t) => el('li', { class: `trigger trigger-${t.type}`, text: triggerText(t) })));
 }
 
 function statusBadge(run) {
@@ -32,24 +41,54 @@ function output(run) {
     const md = el('div', { class: 'body' });
     md.innerHTML = renderMarkdown(run.output); // escaped by md.js
     box.append(md);
+  } else if (!run.error) {
+    box.append(el('div', { class: 'muted', text: DONE.has(run.status) ? 'no output' : 'no output yet' }));
   }
   return box;
 }
 
-function runLine(run) {
-  const tokens = run.completion_tokens != null ? ` · ${run.completion_tokens} tokens` : '';
+function runSummary(run) {
+  const parts = [`#${run.id}`, fmtTime(run.started_at)];
+  if (run.trigger) parts.push(run.trigger);
+  if (run.attempt > 1) parts.push(`attempt ${run.attempt}`);
+  if (run.prompt_tokens != null || run.completion_tokens != null) {
+    parts.push(`${run.prompt_tokens ?? '–'} prompt + ${run.completion_tokens ?? '–'} tokens`);
+  }
+  if (run.started_at && run.finished_at) parts.push(`took ${fmtAge(run.finished_at - run.started_at)}`);
+  return ` ${parts.join(' · ')}`;
+}
+
+function runLine(agent, run) {
+  const key = `${agent}/${run.id}`;
   const d = el(
     'details',
-    { class: 'run', 'data-run': run.id, open: expanded.has(run.id) },
-    el('summary', {}, statusBadge(run), ` ${run.id} · ${fmtTime(run.started_at)}${run.trigger ? ` · ${run.trigger}` : ''}${tokens}`),
+    { class: 'run', 'data-run': run.id, open: expanded.has(key) },
+    el('summary', {}, statusBadge(run), runSummary(run)),
     output(run),
   );
-  d.addEventListener('toggle', () => (d.open ? expanded.add(run.id) : expanded.delete(run.id)));
+  d.addEventListener('toggle', () => (d.open ? expanded.add(key) : expanded.delete(key)));
   return d;
 }
 
-function agentCard(a) {
+function runsBox(a) {
   const runs = history.get(a.id);
+  let body;
+  if (!runs) body = [el('p', { class: 'muted', text: 'loading…' })];
+  else if (runs.error) body = [el('p', { class: 'err', text: `cannot list runs: ${runs.error}` })];
+  else if (!runs.length) body = [el('p', { class: 'muted', text: 'no runs yet' })];
+  else body = runs.map((r) => runLine(a.id, r));
+  return el('div', { class: 'runs' }, ...body);
+}
+
+function agentCard(a) {
+  const input = el('input', {
+    type: 'text',
+    class: 'run-input',
+    placeholder: 'input (optional)',
+    'aria-label': `input for ${a.name || a.id}`,
+    value: inputs.get(a.id) || '',
+    oninput: (e) => inputs.set(a.id, e.target.value),
+  });
   const card = el(
     'article',
     { class: 'agent', 'data-agent': a.id },
@@ -57,105 +96,133 @@ function agentCard(a) {
       'header',
       {},
       el('h3', { text: a.name || a.id }),
-      el('span', { class: `badge class-${a.class}`, text: a.class || 'background' }),
+      el('span', { class: `badge class-${a.class}`, text: a.class }),
       a.enabled === false ? el('span', { class: 'badge muted', text: 'disabled' }) : null,
       el('span', { class: 'grow' }),
-      el('button', { type: 'button', class: 'small run-now', onclick: () => runNow(a.id) }, 'Run now'),
-      el('button', { type: 'button', class: 'small', onclick: () => toggle(a.id) }, open.has(a.id) ? 'Hide runs' : 'Runs'),
+      input,
+      el('button', { type: 'button', class: 'small run-now', disabled: a.enabled === false, onclick: () => runNow(a.id) }, 'Run now'),
+      el('button', { type: 'button', class: 'small show-runs', onclick: () => toggle(a.id) }, open.has(a.id) ? 'Hide runs' : 'Runs'),
     ),
     a.description ? el('p', { class: 'muted', text: a.description }) : null,
-    el('div', { class: 'meta' }, el('span', { text: `trigger: ${trigger(a.trigger)}` })),
-    el('div', { class: 'last' }, el('span', { text: 'last run: ' }), statusBadge(a.last_run), a.last_run ? ` ${fmtTime(a.last_run.finished_at || a.last_run.started_at)}` : ''),
+    el(
+      'div',
+      { class: 'meta' },
+      el('span', { text: `engine: ${a.engine || 'local'}` }),
+      el('span', { text: ` · output: ${a.output || 'text'}` }),
+      Array.isArray(a.tools) && a.tools.length ? el('span', { text: ` · tools: ${a.tools.join(', ')}` }) : null,
+    ),
+    el('div', { class: 'meta' }, el('span', { text: 'triggers: ' }), triggers(a)),
+    el(
+      'div',
+      { class: 'last' },
+      el('span', { text: 'last run: ' }),
+      statusBadge(a.last_run),
+      a.last_run ? runSummary(a.last_run) : '',
+    ),
   );
   if (a.last_run && (a.last_run.output || a.last_run.error)) card.append(output(a.last_run));
-  if (open.has(a.id)) {
-    card.append(
-      el('div', { class: 'runs' }, ...(runs ? (runs.length ? runs.map(runLine) : [el('p', { class: 'muted', text: 'no runs yet' })]) : [el('p', { class: 'muted', text: 'loading…' })])),
-    );
-  }
+  if (open.has(a.id)) card.append(runsBox(a));
   return card;
 }
 
 function render() {
   const box = $('agents');
-  if (error) {
-    box.replaceChildren(el('p', { class: 'err', text: `cannot list agents: ${error}` }));
-    return;
-  }
+  const notice = error ? el('p', { class: 'err', id: 'agents-error', text: error }) : null;
   if (!agents) {
-    box.replaceChildren(el('p', { class: 'muted', text: 'loading…' }));
+    box.replaceChildren(notice || el('p', { class: 'muted', text: 'loading…' }));
     return;
   }
   if (!agents.length) {
     box.replaceChildren(
+      ...[notice].filter(Boolean),
       el(
         'div',
         { class: 'empty-state', id: 'agents-empty' },
         el('h3', { text: 'No agents configured' }),
-        el('p', { class: 'muted', text: 'Agents this server runs show here with their trigger, class, last run and output, and a button to run one now.' }),
+        el('p', { class: 'muted', text: 'Agents this server runs show here with their triggers, class, last run and output, and a button to run one now.' }),
       ),
     );
     return;
   }
-  box.replaceChildren(...agents.map(agentCard));
+  // Keep the focus (and the caret) of an input being typed in.
+  const focused = document.activeElement && document.activeElement.closest('.agent[data-agent] .run-input');
+  const focusedAgent = focused ? focused.closest('.agent').dataset.agent : null;
+  box.replaceChildren(...[notice].filter(Boolean), ...agents.map(agentCard));
+  if (focusedAgent != null) {
+    for (const card of box.querySelectorAll('.agent[data-agent]')) {
+      if (card.dataset.agent !== focusedAgent) continue;
+      const input = card.querySelector('.run-input');
+      input.focus();
+      input.setSelectionRange(input.value.length, input.value.length);
+    }
+  }
 }
 
-async function loadRuns(id) {
-  const r = await apiJson(`/v1/agents/${encodeURIComponent(id)}/runs?limit=20`);
-  history.set(id, r.data || []);
+async function loadRuns(name) {
+  try {
+    const r = await apiJson(`${path(name)}/runs?limit=${RUNS_LIMIT}`);
+    history.set(name, Array.isArray(r.data) ? r.data : []);
+  } catch (e) {
+    if (e.status === 401) throw e;
+    history.set(name, Object.assign([], { error: e.message }));
+  }
 }
 
-async function toggle(id) {
-  if (open.has(id)) {
-    open.delete(id);
+async function toggle(name) {
+  if (open.has(name)) {
+    open.delete(name);
     render();
     return;
   }
-  open.add(id);
+  open.add(name);
   render();
-  try {
-    await loadRuns(id);
-  } catch (e) {
-    history.set(id, [{ id: '–', status: 'failed', error: e.message }]);
-  }
+  await loadRuns(name).catch(() => {});
   render();
 }
 
-async function runNow(id) {
+// Queues a run and follows it (its history open) until it is over.
+async function runNow(name) {
+  const text = (inputs.get(name) || '').trim();
+  let run;
   try {
-    await apiFetch(`/v1/agents/${encodeURIComponent(id)}/runs`, {
+    const res = await apiFetch(`${path(name)}/run`, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: '{}',
+      headers: text ? { 'Content-Type': 'application/json' } : {},
+      body: text ? JSON.stringify({ input: text }) : undefined,
     });
+    run = await res.json();
   } catch (e) {
-    error = e.message;
+    error = `cannot run ${name}: ${e.message}`;
     render();
-    error = null;
     return;
   }
-  open.add(id);
-  // Follow the run until it is over.
+  error = null;
+  inputs.delete(name);
+  open.add(name);
+  const runs = history.get(name);
+  history.set(name, [run, ...(Array.isArray(runs) && !runs.error ? runs.filter((r) => r.id !== run.id) : [])]);
+  render();
   for (let k = 0; k < 600; k++) {
+    await new Promise((r) => setTimeout(r, 1000));
     try {
-      await loadRuns(id);
       await refreshAgents();
     } catch {
       break;
     }
-    const runs = history.get(id) || [];
-    if (runs.length && DONE.has(runs[0].status)) break;
-    await new Promise((r) => setTimeout(r, 1000));
+    const now = (history.get(name) || []).find((r) => r.id === run.id);
+    if (!open.has(name) || (now && DONE.has(now.status))) break;
   }
 }
 
+// Reloads the list and the history of every agent whose runs are shown.
 export async function refreshAgents() {
   try {
     const r = await apiJson('/v1/agents');
     agents = Array.isArray(r.data) ? r.data : [];
+    for (const name of open) if (agents.some((a) => a.id === name)) await loadRuns(name);
     error = null;
   } catch (e) {
-    if (e.status !== 401) error = e.message;
+    if (e.status !== 401) error = `cannot list agents: ${e.message}`;
   }
   render();
 }

@@ -23,8 +23,8 @@ export function needsKey() {
   return keyWanted;
 }
 
-// f({ needKey }) when a request comes back 401, f({ keyChanged }) when the
-// key is set.
+// f({ needKey, refused }) when a request comes back 401 (refused: the key
+// sent was wrong), f({ keyChanged }) when the key is set.
 export function onAuth(f) {
   listeners.add(f);
 }
@@ -54,8 +54,14 @@ export async function apiFetch(path, opts = {}) {
     // not JSON: keep the status line
   }
   if (res.status === 401) {
-    keyWanted = true;
-    for (const f of listeners) f({ needKey: true });
+    // A refused key is dropped (it would only be refused again); the
+    // listeners ask for another one once.
+    const refused = !!key && key === apiKey();
+    if (refused) sessionStorage.removeItem(KEY_ITEM);
+    if (!keyWanted || refused) {
+      keyWanted = true;
+      for (const f of listeners) f({ needKey: true, refused });
+    }
   }
   throw new ApiError(res.status, message, body);
 }

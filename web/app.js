@@ -38,8 +38,8 @@ function every(ms, fn, when = () => true) {
         await fn();
         status('live', 'ok');
       } catch (e) {
-        if (e.status === 401) status('API key needed', 'bad');
-        else status(e.status ? e.message : 'server unreachable', 'bad');
+        // A 401 is shown by the key dialog's listener (initKey).
+        if (e.status !== 401) status(e.status ? e.message : 'server unreachable', 'bad');
       }
     }
     setTimeout(tick, ms);
@@ -68,15 +68,16 @@ async function loadModel() {
   $('model-name').textContent = id;
 }
 
-function keyDialog() {
+function keyDialog(refused = false) {
   const d = $('key-dialog');
+  $('key-error').hidden = !refused;
   $('key-input').value = apiKey();
   if (!d.open) d.showModal();
   $('key-input').focus();
 }
 
 function initKey() {
-  $('key-button').addEventListener('click', keyDialog);
+  $('key-button').addEventListener('click', () => keyDialog());
   $('key-form').addEventListener('submit', (e) => {
     e.preventDefault();
     setApiKey($('key-input').value.trim());
@@ -89,8 +90,8 @@ function initKey() {
   });
   onAuth((e) => {
     if (e.needKey) {
-      status('API key needed', 'bad');
-      keyDialog();
+      status(e.refused ? 'API key refused' : 'API key needed', 'bad');
+      keyDialog(e.refused);
     }
     if (e.keyChanged) {
       loadModel().catch(() => {});

@@ -171,10 +171,11 @@ function makeChart(def, box, raw) {
         grid: { stroke: grid },
         ticks: { stroke: grid },
         size: def.size || 56,
-        incrs: def.integer ? [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] : undefined,
-        splits: def.log ? logSplits : undefined,
-        space: def.log ? 18 : undefined,
         values: (u, vals) => vals.map((v) => (v == null ? '' : def.fmt(v))),
+        // Only options that differ: an undefined key would replace uPlot's
+        // default (no y ticks at all).
+        ...(def.integer ? { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] } : {}),
+        ...(def.log ? { splits: logSplits, space: 18 } : {}),
       },
     ],
     legend: { live: true },

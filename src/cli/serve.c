@@ -307,6 +307,7 @@ int cli_serve(int argc, char **argv) {
         goto out;
     }
     if (agents) {
+        engine.env = *server_api_env(srv); /* grammars too: the server's vocabulary */
         if (agents_start(agents, &err) != HEARTH_OK) {
             cli_error("%s", err.msg);
             goto out;

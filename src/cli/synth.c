@@ -17,6 +17,7 @@ static const char synth_usage[] =
     "                   of 768, vocab 151936\n"
     "  qwen3moe-d1024   qwen3moe, 12 layers, dim 1024, 16/4 heads of 64, 128 experts (8 used)\n"
     "                   of 384, vocab 151936\n"
+    "  qwen3-0.6b       qwen3, 28 layers, dim 1024, 16/8 heads of 128, ffn 3072, vocab 151936\n"
     "  llama-d512       llama, 8 layers, dim 512, 8/4 heads of 64, ffn 1536, vocab 32000\n"
     "\n"
     "options (override the preset):\n"

@@ -290,6 +290,9 @@ static const struct {
     /* The MoE benchmark row: 12 layers, 1024 wide, 128 experts of 384, top-8. */
     {"qwen3moe-d1024",
      {"qwen3moe", 12, 1024, 16, 4, 64, 3072, 128, 8, 384, 151936, 40960, 1000000.0f, true, 0}},
+    /* Qwen3-0.6B: 28 layers, 1024 wide, 16/8 heads of 128, ffn 3072. */
+    {"qwen3-0.6b",
+     {"qwen3", 28, 1024, 16, 8, 128, 3072, 0, 0, 0, 151936, 40960, 1000000.0f, true, 0}},
     /* The dense benchmark row: llama, 8 layers, 512 wide, 8/4 heads, ffn 1536, vocab 32000. */
     {"llama-d512", {"llama", 8, 512, 8, 4, 64, 1536, 0, 0, 0, 32000, 4096, 10000.0f, false, 0}},
 };
@@ -302,7 +305,8 @@ hearth_status synth_preset(const char *name, synth_params *out, hearth_error *er
         }
     }
     return error_set(err, HEARTH_ERR_INVALID_ARG,
-                     "unknown preset '%s' (qwen3-30b-a3b, qwen3moe-d1024, llama-d512)", name);
+                     "unknown preset '%s' (qwen3-30b-a3b, qwen3moe-d1024, qwen3-0.6b, llama-d512)",
+                     name);
 }
 
 hearth_status synth_write(const synth_params *s, const char *path,

@@ -72,7 +72,8 @@ struct hearth_sections {
     job_state outline_state;
     hearth_token *outline_tokens; /* (outline_max_tokens) */
     uint32_t n_outline;
-    char *outline; /* "1. …\n2. …\n" */
+    uint32_t n_outline_prompt; /* tokens of the outline's prompt */
+    char *outline;             /* "1. …\n2. …\n" */
     size_t outline_len;
     bool outline_handed;
 
@@ -422,6 +423,20 @@ static hearth_status make_prompt(hearth_sections *g, uint32_t job, slot *sl, hea
             tail_at = tail_len + 1;
         }
     }
+    if (g->p.prompt_tokens) {
+        what.tail = tail_len ? g->scratch : "";
+        size_t n_tok = 0;
+        hearth_status st =
+            g->p.prompt_tokens(&what, sl->prompt, PROMPT_TOKENS, &n_tok, g->p.format_arg, err);
+        if (st == HEARTH_ERR_BUFFER_TOO_SMALL) {
+            return error_set(err, HEARTH_ERR_CONTEXT_FULL,
+                             "sections: a prompt of %zu tokens is over %d", n_tok, PROMPT_TOKENS);
+        }
+        if (st != HEARTH_OK) return st;
+        if (n_tok == 0) return error_set(err, HEARTH_ERR_INVALID_ARG, "sections: an empty prompt");
+        sl->n_prompt = n_tok;
+        return HEARTH_OK;
+    }
     /* The tail sits at the start of scratch; the prompt text after it. */
     for (int attempt = 0; attempt < 2; attempt++) {
         what.tail = tail_len ? g->scratch : "";
@@ -501,6 +516,7 @@ hearth_status hearth_sections_next_job(hearth_sections *g, hearth_section_job *j
     if (pick == HEARTH_SECTION_OUTLINE) {
         g->outline_state = JOB_RUNNING;
         g->n_outline = 0;
+        g->n_outline_prompt = (uint32_t)sl->n_prompt;
     } else {
         g->sec[pick].state = JOB_RUNNING;
         g->sec[pick].n_gen = 0;
@@ -600,6 +616,11 @@ static void finish_section(hearth_sections *g, slot *sl, uint32_t i, hearth_sect
         s->text[s->text_len] = '\0';
     }
     sl->job = NO_JOB;
+}
+
+hearth_sampler *hearth_sections_job_sampler(hearth_sections *g, uint32_t index) {
+    slot *sl = g ? slot_of(g, index) : NULL;
+    return sl ? sl->smp : NULL;
 }
 
 bool hearth_sections_push(hearth_sections *g, uint32_t index, hearth_token t) {
@@ -735,6 +756,7 @@ bool hearth_sections_next_section(hearth_sections *g, hearth_section_info *out) 
         out->text = g->outline;
         out->text_len = g->outline_len;
         out->n_tokens = out->n_generated = g->n_outline;
+        out->n_prompt = g->n_outline_prompt;
         out->end = HEARTH_SECTION_BOUNDARY;
         return true;
     }

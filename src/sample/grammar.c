@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "sample/grammar.h"
+#include "tokenizer/utf8.h"
 #include "util/error.h"
 
 #define MAX_ELEMS  (1u << 22) /* elements of all rules together */
@@ -295,38 +296,9 @@ static int hex_digit(char c) {
 
 /* Decodes one UTF-8 character of the source; false on malformed bytes. */
 static bool decode_utf8(builder *b, uint32_t *cp) {
-    const uint8_t *s = (const uint8_t *)b->src + b->pos;
-    size_t n = b->len - b->pos;
-    uint8_t c = s[0];
-    uint32_t v;
-    size_t k;
-    if (c < 0x80) {
-        *cp = c;
-        b->pos++;
-        return true;
-    } else if (c >= 0xC2 && c <= 0xDF) {
-        v = c & 0x1F;
-        k = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        v = c & 0x0F;
-        k = 3;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        v = c & 0x07;
-        k = 4;
-    } else {
-        return fail_at(b, b->pos, "malformed UTF-8");
-    }
-    if (n < k) return fail_at(b, b->pos, "malformed UTF-8");
-    for (size_t i = 1; i < k; i++) {
-        if ((s[i] & 0xC0) != 0x80) return fail_at(b, b->pos, "malformed UTF-8");
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    static const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (v < least[k] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) {
-        return fail_at(b, b->pos, "malformed UTF-8");
-    }
-    *cp = v;
-    b->pos += k;
+    int k = utf8_classify((const uint8_t *)b->src + b->pos, b->len - b->pos, cp);
+    if (k <= 0) return fail_at(b, b->pos, "malformed UTF-8");
+    b->pos += (size_t)k;
     return true;
 }
 
@@ -371,29 +343,6 @@ static bool read_char(builder *b, uint32_t *cp) {
     return true;
 }
 
-static size_t utf8_put(uint32_t cp, uint8_t out[4]) {
-    if (cp < 0x80) {
-        out[0] = (uint8_t)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (uint8_t)(0xC0 | (cp >> 6));
-        out[1] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (uint8_t)(0xE0 | (cp >> 12));
-        out[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (uint8_t)(0xF0 | (cp >> 18));
-    out[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (uint8_t)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* ---------------------------------------------------------------- classes */
 
 typedef struct cp_range {
@@ -430,8 +379,8 @@ static bool emit_utf8_ranges(builder *b, uint32_t r, uint32_t lo, uint32_t hi, b
         }
     }
     uint8_t a[4], z[4];
-    size_t n = utf8_put(lo, a);
-    utf8_put(hi, z);
+    size_t n = utf8_encode(lo, a);
+    utf8_encode(hi, z);
     if (!*first && !body_push(b, &b->rules[r], GRAM_ALT, 0)) return false;
     *first = false;
     for (size_t k = 0; k < n; k++) {
@@ -741,7 +690,7 @@ static bool parse_item(builder *b, uint32_t target) {
                 break;
             }
             uint8_t enc[4];
-            size_t k = utf8_put(cp, enc);
+            size_t k = utf8_encode(cp, enc);
             for (size_t i = 0; i < k && ok; i++) ok = push_range(b, &item, enc[i], enc[i]);
             if (!ok) break;
         }

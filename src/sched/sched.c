@@ -54,6 +54,11 @@ struct sched_request {
     size_t n_stop_tokens;
     bool logprobs;
     uint32_t top_logprobs;
+    hearth_grammar *grammar;  /* owned; attached to smp */
+    hearth_loop_guard *guard; /* owned; attached to smp */
+    hearth_loop_action loop_action;
+    hearth_token (*sample_fn)(void *arg, const float *logits, bool *end);
+    void *sample_arg;
     double t_submit;
     char user[SCHED_MAX_USER + 1]; /* who submitted it, for sched_list */
     pthread_cond_t cv;             /* signalled on news for sched_poll */
@@ -95,6 +100,7 @@ struct sched_request {
     uint32_t take;     /* tokens fed */
     int32_t logit_row; /* batch index of its logits, -1 none */
     bool sampled;      /* a token was added */
+    bool loop_hit;     /* the guard found a loop at this token */
     bool has_tok;      /* tok holds its details */
     sched_token tok;   /* logprobs of the sampled token */
     size_t n_release;  /* bytes of held that may go out */
@@ -166,6 +172,7 @@ const char *sched_finish_name(sched_finish f) {
     case SCHED_FINISH_LENGTH: return "length";
     case SCHED_FINISH_CANCELLED: return "cancelled";
     case SCHED_FINISH_ERROR: return "error";
+    case SCHED_FINISH_REPETITION: return "repetition";
     default: return "none";
     }
 }
@@ -224,6 +231,8 @@ static void hist_add(sched_histogram *h, double v) {
 static void request_free(sched_request *r) {
     if (!r) return;
     hearth_sampler_free(r->smp);
+    hearth_grammar_free(r->grammar);
+    hearth_loop_guard_free(r->guard);
     free(r->stop_text);
     free(r->stop_tokens);
     free(r->tokens);
@@ -311,8 +320,22 @@ static void finish(sched *s, sched_request *r, sched_finish f, const char *msg, 
 
 /* ---------------------------------------------------------------- submission */
 
+static sched_submit_status submit(sched *s, const sched_request_params *p, sched_request **out,
+                                  hearth_error *err);
+
 sched_submit_status sched_submit(sched *s, const sched_request_params *p, sched_request **out,
                                  hearth_error *err) {
+    sched_submit_status st = submit(s, p, out, err);
+    if (st != SCHED_SUBMIT_OK) {
+        /* Refused: the grammar and the guard were handed over all the same. */
+        hearth_grammar_free(p->grammar);
+        hearth_loop_guard_free(p->guard);
+    }
+    return st;
+}
+
+static sched_submit_status submit(sched *s, const sched_request_params *p, sched_request **out,
+                                  hearth_error *err) {
     *out = NULL;
     const uint32_t n_ctx = s->p.n_ctx;
     if (!p->prompt || p->n_prompt == 0) {
@@ -357,6 +380,16 @@ sched_submit_status sched_submit(sched *s, const sched_request_params *p, sched_
         error_set(err, HEARTH_ERR_INVALID_ARG, "at most 64 stop tokens");
         return SCHED_SUBMIT_INVALID;
     }
+    if (p->sample_fn && (p->grammar || p->guard)) {
+        error_set(err, HEARTH_ERR_INVALID_ARG,
+                  "a request that samples for itself has no grammar "
+                  "or loop guard of the scheduler's");
+        return SCHED_SUBMIT_INVALID;
+    }
+    if ((unsigned)p->loop_action > HEARTH_LOOP_PENALIZE) {
+        error_set(err, HEARTH_ERR_INVALID_ARG, "unknown loop guard action %d", (int)p->loop_action);
+        return SCHED_SUBMIT_INVALID;
+    }
 
     sched_request *r = calloc(1, sizeof *r);
     if (!r) {
@@ -396,14 +429,18 @@ sched_submit_status sched_submit(sched *s, const sched_request_params *p, sched_
         request_free(r);
         return SCHED_SUBMIT_FAILED;
     }
-    st = hearth_sampler_create(&p->sampling, s->n_vocab, &r->smp, err);
-    if (st != HEARTH_OK) {
-        request_free(r);
-        return st == HEARTH_ERR_NOMEM ? SCHED_SUBMIT_FAILED : SCHED_SUBMIT_INVALID;
+    r->sample_fn = p->sample_fn;
+    r->sample_arg = p->sample_arg;
+    if (!r->sample_fn) {
+        st = hearth_sampler_create(&p->sampling, s->n_vocab, &r->smp, err);
+        if (st != HEARTH_OK) {
+            request_free(r);
+            return st == HEARTH_ERR_NOMEM ? SCHED_SUBMIT_FAILED : SCHED_SUBMIT_INVALID;
+        }
     }
     memcpy(r->tokens, p->prompt, p->n_prompt * sizeof *r->tokens);
     r->n_tokens = r->n_prompt;
-    for (size_t i = 0; i < p->n_prompt; i++) hearth_sampler_accept(r->smp, p->prompt[i]);
+    for (size_t i = 0; r->smp && i < p->n_prompt; i++) hearth_sampler_accept(r->smp, p->prompt[i]);
     char *at = r->stop_text;
     for (size_t i = 0; i < p->n_stop; i++) {
         size_t L = strlen(p->stop[i]);
@@ -437,6 +474,16 @@ sched_submit_status sched_submit(sched *s, const sched_request_params *p, sched_
                   sched_class_name(p->cls), waiting);
         return SCHED_SUBMIT_QUEUE_FULL;
     }
+    /* Taken over only now that nothing can refuse the request; attached
+     * after the prompt, which is not grammar text nor generated. */
+    r->grammar = p->grammar;
+    r->guard = p->guard;
+    r->loop_action = p->loop_action;
+    if (r->grammar) {
+        hearth_grammar_set_budget(r->grammar, r->max_tokens);
+        hearth_sampler_set_grammar(r->smp, r->grammar);
+    }
+    if (r->guard) hearth_sampler_set_loop_guard(r->smp, r->guard);
     r->id = ++s->next_id;
     r->t_submit = now_s();
     r->wait_since = r->t_submit;
@@ -677,6 +724,7 @@ static uint32_t plan(sched *s, double now) {
         r->take = t;
         r->logit_row = -1;
         r->sampled = false;
+        r->loop_hit = false;
         r->has_tok = false;
         r->n_release = 0;
         r->fin = SCHED_FINISH_NONE;
@@ -756,8 +804,17 @@ static void scan_stops(sched_request *r, bool final) {
 /* Samples the next token of r from its logits, outside the lock. */
 static void sample(sched *s, sched_request *r) {
     const float *logits = hearth_get_logits(s->ctx, (uint32_t)r->logit_row);
-    hearth_token id = hearth_sampler_sample(r->smp, logits);
-    bool eog = hearth_tokenizer_is_eog(s->tok, id);
+    bool end = false;
+    hearth_token id = r->sample_fn ? r->sample_fn(r->sample_arg, logits, &end)
+                                   : hearth_sampler_sample(r->smp, logits);
+    if (id < 0 && !r->sample_fn) {
+        /* The grammar allows no token: a grammar that cannot go on. */
+        r->sampled = true;
+        snprintf(r->error, sizeof r->error, "%s", hearth_sampler_error(r->smp));
+        r->fin = SCHED_FINISH_ERROR;
+        return;
+    }
+    bool eog = id < 0 || hearth_tokenizer_is_eog(s->tok, id);
     for (size_t i = 0; i < r->n_stop_tokens && !eog; i++) eog = r->stop_tokens[i] == id;
     r->sampled = true;
     if (eog) {
@@ -768,24 +825,39 @@ static void sample(sched *s, sched_request *r) {
         return;
     }
     if (r->logprobs) fill_logprobs(s, r, logits, id);
-    hearth_sampler_accept(r->smp, id);
+    if (r->smp) hearth_sampler_accept(r->smp, id);
     r->tokens[r->n_tokens++] = id;
     r->n_gen++;
     size_t n = hearth_detok_push(&r->detok, s->tok, id, r->piece, s->piece_cap);
     held_append(r, r->piece, n);
     scan_stops(r, false);
     if (r->fin != SCHED_FINISH_NONE) return;
-    if (r->n_gen >= r->max_tokens || r->n_tokens > s->p.n_ctx) {
+    sched_finish ends = SCHED_FINISH_NONE;
+    if (r->guard && hearth_sampler_loop_found(r->smp) != HEARTH_LOOP_NONE) {
+        r->loop_hit = true;
+        if (r->loop_action == HEARTH_LOOP_STOP || r->loop_action == HEARTH_LOOP_STOP_SECTION) {
+            ends = SCHED_FINISH_REPETITION;
+        }
+    }
+    if (end || (r->grammar && hearth_grammar_is_done(r->grammar))) ends = SCHED_FINISH_STOP;
+    if (ends == SCHED_FINISH_NONE && (r->n_gen >= r->max_tokens || r->n_tokens > s->p.n_ctx)) {
+        ends = SCHED_FINISH_LENGTH;
+    }
+    if (ends != SCHED_FINISH_NONE) {
         n = hearth_detok_flush(&r->detok, r->piece, s->piece_cap);
         held_append(r, r->piece, n);
         scan_stops(r, true);
-        if (r->fin == SCHED_FINISH_NONE) r->fin = SCHED_FINISH_LENGTH;
+        if (r->fin == SCHED_FINISH_NONE) r->fin = ends;
     }
 }
 
 /* Hands r's new text and token to its reader.  Caller holds s->mu. */
 static void publish(sched *s, sched_request *r, double now) {
     if (!r->sampled) return;
+    if (r->loop_hit) {
+        s->st.loop_triggers[r->cls][r->loop_action]++;
+        r->loop_hit = false;
+    }
     bool ok = grow((void **)&r->out, &r->cap_out, r->n_out + r->n_release, 1);
     if (ok && r->has_tok) {
         ok = grow((void **)&r->out_tok, &r->cap_out_tok, r->n_out_tok + 1, sizeof *r->out_tok);
@@ -1049,6 +1121,13 @@ void sched_get_stats(sched *s, sched_stats *out) {
             out->tokens_per_s = (double)(s->rate_n[last] - s->rate_n[first]) / dt;
         }
     }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_count_loops(sched *s, sched_class cls, hearth_loop_action action, uint32_t n) {
+    if ((unsigned)cls >= SCHED_N_CLASS || (unsigned)action > HEARTH_LOOP_PENALIZE) return;
+    pthread_mutex_lock(&s->mu);
+    s->st.loop_triggers[cls][action] += n;
     pthread_mutex_unlock(&s->mu);
 }
 

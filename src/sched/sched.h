@@ -44,14 +44,16 @@ const char *sched_class_name(sched_class c);
 bool sched_class_parse(const char *s, size_t len, sched_class *out);
 
 typedef enum sched_finish {
-    SCHED_FINISH_NONE = 0,      /* still running */
-    SCHED_FINISH_STOP = 1,      /* an end-of-generation token or a stop string */
-    SCHED_FINISH_LENGTH = 2,    /* max_tokens or the context is full */
-    SCHED_FINISH_CANCELLED = 3, /* the client went away */
-    SCHED_FINISH_ERROR = 4,     /* see the error text */
+    SCHED_FINISH_NONE = 0,       /* still running */
+    SCHED_FINISH_STOP = 1,       /* an end-of-generation token or a stop string */
+    SCHED_FINISH_LENGTH = 2,     /* max_tokens or the context is full */
+    SCHED_FINISH_CANCELLED = 3,  /* the client went away */
+    SCHED_FINISH_ERROR = 4,      /* see the error text */
+    SCHED_FINISH_REPETITION = 5, /* the loop guard found a loop and its action is a stop */
+    SCHED_N_FINISH = 6
 } sched_finish;
 
-/* "stop", "length", "cancelled", "error". */
+/* "stop", "length", "cancelled", "error", "repetition". */
 const char *sched_finish_name(sched_finish f);
 
 typedef struct sched_params {
@@ -90,6 +92,26 @@ typedef struct sched_request_params {
     const char *user;      /* who submitted it, for the queue view: NULL or "" for nobody;
                               copied, at most SCHED_MAX_USER bytes (callers cut longer names
                               at a character boundary) */
+    /* Constrained decoding and the loop guard, each sequence its own.
+     * sched_submit takes both over whatever it returns (they are freed
+     * with the request, or at once when it is refused), so the caller
+     * must not touch them afterwards.  They see generated tokens only.
+     * The grammar's budget is set to the request's max_tokens; its text
+     * being done ends the request ("stop").  What a loop the guard finds
+     * does is loop_action: HEARTH_LOOP_STOP and _STOP_SECTION end the
+     * request with SCHED_FINISH_REPETITION, _PENALIZE is the guard's own
+     * business in sampling, _OFF only counts it (a guard that watches). */
+    hearth_grammar *grammar;
+    hearth_loop_guard *guard;
+    hearth_loop_action loop_action;
+    /* A caller that samples for itself (sectional generation): called on
+     * the engine thread, outside the scheduler's lock, with the logits of
+     * each step instead of the request's own sampler (and its grammar and
+     * guard, which must then be NULL).  Returns the token to add, or -1
+     * to end the request as an end token would; *end = true adds the
+     * token and then ends it ("stop"). */
+    hearth_token (*sample_fn)(void *arg, const float *logits, bool *end);
+    void *sample_arg;
 } sched_request_params;
 
 /* One generated token, for logprobs. */
@@ -176,8 +198,10 @@ typedef struct sched_stats {
     uint32_t running[SCHED_N_CLASS]; /* holding a slot */
     uint32_t paused[SCHED_N_CLASS];  /* holding a slot, skipped by the last step */
     uint64_t requests[SCHED_N_CLASS];
-    uint64_t finished[SCHED_N_CLASS][5]; /* by sched_finish */
-    uint64_t rejected[SCHED_N_CLASS];    /* queue full */
+    uint64_t finished[SCHED_N_CLASS][SCHED_N_FINISH]; /* by sched_finish */
+    uint64_t loop_triggers[SCHED_N_CLASS][4];         /* loops found, by hearth_loop_action
+                                                         (OFF: a guard that only watches) */
+    uint64_t rejected[SCHED_N_CLASS];                 /* queue full */
     uint64_t prompt_tokens[SCHED_N_CLASS];
     uint64_t cached_tokens[SCHED_N_CLASS];
     uint64_t generated_tokens[SCHED_N_CLASS];
@@ -199,6 +223,9 @@ typedef struct sched_stats {
 } sched_stats;
 
 void sched_get_stats(sched *s, sched_stats *out);
+/* Counts n loops found by a guard the caller runs (sectional generation's
+ * sections) as loop_triggers[cls][action]. */
+void sched_count_loops(sched *s, sched_class cls, hearth_loop_action action, uint32_t n);
 
 typedef struct sched_seq_info {
     uint64_t id;

@@ -483,17 +483,33 @@ bool api_parse(const api_env *env, api_kind kind, json_t *body, const char *prio
     req->kind = kind;
     if (!json_is_object(body)) return BAD(NULL, "the request body must be a JSON object");
     if (!parse_common(env, body, priority_header, req, e)) return false;
-    bool ok =
-        kind == API_CHAT ? parse_chat(env, body, req, e) : parse_completion(env, body, req, e);
-    if (!ok) return false;
+    bool ok = kind == API_CHAT         ? parse_chat(env, body, req, e)
+              : kind == API_COMPLETION ? parse_completion(env, body, req, e)
+                                       : true;
+    if (!ok || !api_parse_sections(env, body, req, e)) return false;
+    if (!api_parse_structured(env, body, req, e)) return false;
     req->sp.prompt = req->prompt;
     req->sp.n_prompt = req->n_prompt;
     return true;
 }
 
+sched_submit_status api_submit(sched *s, api_request *req, sched_request **out, hearth_error *err) {
+    sched_submit_status st = sched_submit(s, &req->sp, out, err);
+    req->sp.grammar = NULL;
+    req->sp.guard = NULL;
+    return st;
+}
+
 void api_request_free(api_request *req) {
     free(req->prompt);
     req->prompt = NULL;
+    hearth_grammar_free(req->sp.grammar);
+    hearth_loop_guard_free(req->sp.guard);
+    req->sp.grammar = NULL;
+    req->sp.guard = NULL;
+    free(req->sec.topic);
+    free(req->sec.outline);
+    req->sec.topic = req->sec.outline = NULL;
     for (size_t i = 0; i < SCHED_MAX_STOP; i++) {
         free(req->stop[i]);
         req->stop[i] = NULL;
@@ -620,6 +636,7 @@ static json_t *completion_logprobs_json(const api_meta *m, const sched_token *to
 static json_t *finish_json(sched_finish f) {
     if (f == SCHED_FINISH_STOP) return json_string("stop");
     if (f == SCHED_FINISH_LENGTH) return json_string("length");
+    if (f == SCHED_FINISH_REPETITION) return json_string("repetition");
     return json_null();
 }
 

@@ -17,7 +17,12 @@
 #include "sched/sched.h"
 #include "server/chat.h"
 
-typedef enum api_kind { API_CHAT = 0, API_COMPLETION = 1 } api_kind;
+typedef enum api_kind { API_CHAT = 0, API_COMPLETION = 1, API_SECTIONS = 2 } api_kind;
+
+/* Bytes of a grammar or of a JSON schema's text at most: compiling is
+ * then bounded too (a few milliseconds; the compilers refuse grammars
+ * that expand past their own limits). */
+#define API_MAX_GRAMMAR (64 * 1024)
 
 /* An error reply: HTTP status and OpenAI's error object fields. */
 typedef struct api_error {
@@ -42,7 +47,19 @@ typedef struct api_env {
     chat_family chat;
     uint32_t n_ctx;
     int32_t n_vocab;
+    const hearth_grammar_vocab *gvocab; /* for response_format and grammar (NULL: refused) */
 } api_env;
+
+/* A sectional generation asked for: POST /v1/sections, or "sections" on
+ * a chat completion (the topic is then the last user message). */
+typedef struct api_sections {
+    bool on;
+    hearth_sections_params p; /* topic and outline point into the owned copies below;
+                                 sampling is the request's; with a chat template the
+                                 prompts are chats (api_section_prompt_tokens) */
+    char *topic;
+    char *outline;
+} api_sections;
 
 typedef struct api_request {
     api_kind kind;
@@ -56,7 +73,8 @@ typedef struct api_request {
     char *stop[SCHED_MAX_STOP];    /* owned copies */
     char user[SCHED_MAX_USER + 1]; /* "user": who submitted it (cut at a character
                                       boundary); sp.user points here */
-    bool tools;                    /* chat with "tools": replies carry tool_calls */
+    api_sections sec;
+    bool tools; /* chat with "tools": replies carry tool_calls */
 } api_request;
 
 /* Copies the submitter name s[0..len) into out (SCHED_MAX_USER + 1 bytes),
@@ -65,10 +83,40 @@ void api_copy_user(const char *s, size_t len, char *out);
 
 /* Parses body (a JSON object) for endpoint kind.  priority_header is the
  * X-Hearth-Priority header or NULL.  On failure fills e and returns false;
- * api_request_free is safe either way. */
+ * api_request_free is safe either way.
+ *
+ * This is the one place the request's fields are understood, for HTTP
+ * and in-process callers alike: sampling, stop strings, priority, and
+ * (api_gen.c) "response_format" ({"type": "text" | "json_object" |
+ * "json_schema", "json_schema": {"name", "schema", "strict"}}) and GBNF
+ * "grammar", compiled here into req->sp.grammar so that a bad one is a
+ * 400 naming it before anything runs; "loop_guard" ("stop" | "penalize"
+ * | "watch" | "off", or an object with "action" and the guard's window
+ * settings) into req->sp.guard and loop_action; and "sections" into
+ * req->sec.  Then either req->sec.on (http_sections, or in process
+ * http_sections_run: server/http_sections.h) or api_submit. */
 bool api_parse(const api_env *env, api_kind kind, json_t *body, const char *priority_header,
                api_request *req, api_error *e);
 void api_request_free(api_request *req);
+
+/* Submits a parsed request (not a sectional one) to the scheduler; the
+ * request's grammar and guard go with it whatever the outcome. */
+sched_submit_status api_submit(sched *s, api_request *req, sched_request **out, hearth_error *err);
+
+/* api_gen.c: the fields of constrained and long outputs (see api_parse). */
+bool api_parse_structured(const api_env *env, json_t *body, api_request *req, api_error *e);
+bool api_parse_sections(const api_env *env, json_t *body, api_request *req, api_error *e);
+/* The hearth_sections_params.prompt_tokens of a server with a chat
+ * template: each prompt is a chat (arg: the api_env). */
+hearth_status api_section_prompt_tokens(const hearth_section_prompt *what, hearth_token *out,
+                                        size_t cap, size_t *n_out, void *arg, hearth_error *err);
+/* {"index": i or null for the outline, "kind": "section" | "outline",
+ * "heading", "text", "tokens", "generated_tokens", "prompt_tokens", "end",
+ * "loop": kind or null}. */
+json_t *api_section_json(const hearth_section_info *s);
+/* {"sections", "tokens_per_section", "ends", "guard_stops", "guard_findings",
+ * "repetition", "outline_tokens", "generated_tokens"}. */
+json_t *api_sections_summary_json(const hearth_sections_result *r);
 
 /* {"error": {...}} */
 json_t *api_error_json(const api_error *e);

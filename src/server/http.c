@@ -33,8 +33,10 @@
 #include "agents/agents.h"
 #include "server/api.h"
 #include "server/history.h"
+#include "server/http_sections.h"
 #include "server/metrics.h"
 #include "server/server.h"
+#include "server/sse.h"
 #include "server/web.h"
 #include "util/error.h"
 
@@ -51,6 +53,7 @@ struct server {
     history *hist; /* the metrics of the last minutes, for GET /v1/metrics */
     uint16_t port;
     api_env env;
+    hearth_grammar_vocab *gvocab; /* the vocabulary as grammars see it (env.gvocab) */
     long long started;
     atomic_bool stopping;
     uint64_t id_salt;
@@ -189,93 +192,58 @@ typedef struct stream {
     api_meta meta;
     bool include_usage;
     bool sent_first; /* the chat role has gone out */
-    bool done;       /* [DONE] is in buf */
-    char *buf;       /* SSE bytes not yet handed to libmicrohttpd */
-    size_t n, off, cap;
-    bool oom;
+    bool done;       /* [DONE] is in sb */
+    sse_buf sb;      /* SSE bytes not yet handed to libmicrohttpd */
 } stream;
-
-static void sse_append(stream *st, const char *s, size_t len) {
-    if (st->oom) return;
-    if (st->n + len > st->cap) {
-        size_t cap = st->cap ? st->cap : 1024;
-        while (cap < st->n + len) cap *= 2;
-        char *p = realloc(st->buf, cap);
-        if (!p) {
-            st->oom = true;
-            return;
-        }
-        st->buf = p;
-        st->cap = cap;
-    }
-    memcpy(st->buf + st->n, s, len);
-    st->n += len;
-}
-
-/* Appends "data: <j>\n\n" (j consumed). */
-static void sse_json(stream *st, json_t *j) {
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (!text) {
-        st->oom = true;
-        return;
-    }
-    sse_append(st, "data: ", 6);
-    sse_append(st, text, strlen(text));
-    sse_append(st, "\n\n", 2);
-    free(text);
-}
 
 /* Turns what the last poll brought into SSE events. */
 static void stream_format(stream *st, bool finished) {
     sched_delta *d = &st->d;
     bool chat = st->meta.kind == API_CHAT;
     if (d->n_text > 0 || d->n_tokens > 0) {
-        sse_json(st, api_chunk_json(&st->meta, d->text, d->n_text, d->tokens, d->n_tokens,
-                                    chat && !st->sent_first, SCHED_FINISH_NONE));
+        sse_json(&st->sb, api_chunk_json(&st->meta, d->text, d->n_text, d->tokens, d->n_tokens,
+                                         chat && !st->sent_first, SCHED_FINISH_NONE));
         st->sent_first = true;
     }
     if (!finished) return;
-    if (d->finish == SCHED_FINISH_STOP || d->finish == SCHED_FINISH_LENGTH) {
-        sse_json(st, api_chunk_json(&st->meta, "", 0, NULL, 0, chat && !st->sent_first, d->finish));
-        if (st->include_usage) sse_json(st, api_usage_chunk_json(&st->meta, d));
+    if (d->finish == SCHED_FINISH_STOP || d->finish == SCHED_FINISH_LENGTH ||
+        d->finish == SCHED_FINISH_REPETITION) {
+        sse_json(&st->sb,
+                 api_chunk_json(&st->meta, "", 0, NULL, 0, chat && !st->sent_first, d->finish));
+        if (st->include_usage) sse_json(&st->sb, api_usage_chunk_json(&st->meta, d));
     } else {
         api_error e;
         api_fail(&e, 500, "server_error", NULL, NULL, "%s",
                  d->finish == SCHED_FINISH_ERROR ? d->error : "the request was cancelled");
-        sse_json(st, api_error_json(&e));
+        sse_json(&st->sb, api_error_json(&e));
     }
-    sse_append(st, "data: [DONE]\n\n", 14);
+    sse_done(&st->sb);
     st->done = true;
+}
+
+/* More events for sse_read; false when the client went away. */
+static bool stream_produce(void *arg) {
+    stream *st = arg;
+    if (client_gone(st->c) || atomic_load(&st->srv->stopping)) {
+        sched_cancel(st->r);
+        return false;
+    }
+    bool finished = sched_poll(st->r, POLL_MS, &st->d);
+    stream_format(st, finished);
+    return true;
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
     (void)pos;
     stream *st = cls;
-    for (;;) {
-        if (st->oom) return MHD_CONTENT_READER_END_WITH_ERROR;
-        if (st->off < st->n) {
-            size_t k = st->n - st->off < max ? st->n - st->off : max;
-            memcpy(out, st->buf + st->off, k);
-            st->off += k;
-            if (st->off == st->n) st->off = st->n = 0;
-            return (ssize_t)k;
-        }
-        if (st->done) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (client_gone(st->c) || atomic_load(&st->srv->stopping)) {
-            sched_cancel(st->r);
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        }
-        bool finished = sched_poll(st->r, POLL_MS, &st->d);
-        stream_format(st, finished);
-    }
+    return sse_read(&st->sb, &st->done, out, max, stream_produce, st);
 }
 
 static void stream_free(void *cls) {
     stream *st = cls;
     sched_release(st->r);
     sched_delta_free(&st->d);
-    free(st->buf);
+    sse_free(&st->sb);
     free(st);
 }
 
@@ -358,7 +326,8 @@ static enum MHD_Result complete(server *srv, struct MHD_Connection *c, api_kind 
         }
     }
     enum MHD_Result ret;
-    if (d.finish == SCHED_FINISH_STOP || d.finish == SCHED_FINISH_LENGTH) {
+    if (d.finish == SCHED_FINISH_STOP || d.finish == SCHED_FINISH_LENGTH ||
+        d.finish == SCHED_FINISH_REPETITION) {
         api_meta m;
         make_meta(srv, kind, req, r, &m);
         ret = reply_json(c, MHD_HTTP_OK,
@@ -398,9 +367,15 @@ static enum MHD_Result handle_completion(server *srv, struct MHD_Connection *c, 
      * X-Hearth-User header. */
     const char *user = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Hearth-User");
     if (!req.user[0] && user) api_copy_user(user, strlen(user), req.user);
+    if (req.sec.on) {
+        http_sections_env x = {srv->s, &srv->env, srv->model_id, &srv->stopping, srv->id_salt};
+        enum MHD_Result sret = http_sections(&x, c, kind, &req);
+        api_request_free(&req);
+        return sret;
+    }
     sched_request *r = NULL;
     hearth_error err;
-    sched_submit_status ss = sched_submit(srv->s, &req.sp, &r, &err);
+    sched_submit_status ss = api_submit(srv->s, &req, &r, &err);
     enum MHD_Result ret;
     switch (ss) {
     case SCHED_SUBMIT_OK:
@@ -541,6 +516,7 @@ typedef enum route {
     ROUTE_GET,
     ROUTE_CHAT,
     ROUTE_COMPLETION,
+    ROUTE_SECTIONS,
     ROUTE_AGENT,
     ROUTE_STATIC, /* the dashboard's files: no API key needed */
     ROUTE_BAD_METHOD,
@@ -552,6 +528,7 @@ static route find_route(const char *method, const char *url) {
     bool head = !strcmp(method, MHD_HTTP_METHOD_HEAD);
     if (!strcmp(url, "/v1/chat/completions")) return post ? ROUTE_CHAT : ROUTE_BAD_METHOD;
     if (!strcmp(url, "/v1/completions")) return post ? ROUTE_COMPLETION : ROUTE_BAD_METHOD;
+    if (!strcmp(url, "/v1/sections")) return post ? ROUTE_SECTIONS : ROUTE_BAD_METHOD;
     if (!strcmp(url, "/health") || !strcmp(url, "/v1/models") || !strncmp(url, "/v1/models/", 11) ||
         !strcmp(url, "/metrics") || !strcmp(url, "/v1/queue") || !strcmp(url, "/v1/metrics") ||
         !strcmp(url, "/v1/agents")) {
@@ -623,6 +600,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     case ROUTE_GET: return handle_get(srv, c, url);
     case ROUTE_CHAT: return handle_completion(srv, c, API_CHAT, cn);
     case ROUTE_COMPLETION: return handle_completion(srv, c, API_COMPLETION, cn);
+    case ROUTE_SECTIONS: return handle_completion(srv, c, API_SECTIONS, cn);
     case ROUTE_AGENT: return handle_agent(srv, c, method, url, cn);
     case ROUTE_STATIC: {
         web_file f;
@@ -646,6 +624,10 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 /* ---------------------------------------------------------------- lifetime */
 
+const api_env *server_api_env(const server *srv) {
+    return &srv->env;
+}
+
 hearth_status server_start(sched *s, const server_params *p, server **out, hearth_error *err) {
     *out = NULL;
     server *srv = calloc(1, sizeof *srv);
@@ -663,6 +645,12 @@ hearth_status server_start(sched *s, const server_params *p, server **out, heart
     srv->env.chat = p->chat;
     srv->env.n_ctx = sched_get_params(s)->n_ctx;
     srv->env.n_vocab = hearth_model_n_vocab(model);
+    hearth_status gst = hearth_grammar_vocab_create(srv->env.tok, &srv->gvocab, err);
+    if (gst != HEARTH_OK) {
+        server_stop(srv);
+        return gst;
+    }
+    srv->env.gvocab = srv->gvocab;
     srv->started = (long long)time(NULL);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -717,7 +705,22 @@ void server_stop(server *srv) {
     atomic_store(&srv->stopping, true);
     if (srv->d) MHD_stop_daemon(srv->d);
     history_stop(srv->hist);
+    hearth_grammar_vocab_free(srv->gvocab);
     free(srv->api_key);
     free(srv->model_id);
     free(srv);
+}
+
+/* ---------------------------------------------------------------- for sections_http.c */
+
+enum MHD_Result http_reply_json(struct MHD_Connection *c, unsigned status, json_t *j) {
+    return reply_json(c, status, j, NULL);
+}
+
+enum MHD_Result http_reply_error(struct MHD_Connection *c, const api_error *e) {
+    return reply_error(c, e);
+}
+
+bool http_client_gone(struct MHD_Connection *c) {
+    return client_gone(c);
 }

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "server/http_sections.h"
+
 #define POLL_MS 20
 
 void local_engine_init(local_engine *e, sched *s, chat_family chat, const char *model_id) {
@@ -25,6 +27,37 @@ static double now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
+/* Why a sectional run is to end early: the runtime stops, or the deadline. */
+typedef struct sect_wait {
+    const atomic_bool *stop;
+    double deadline;
+} sect_wait;
+
+static bool sect_cancelled(void *arg) {
+    const sect_wait *w = arg;
+    return atomic_load(w->stop) || now_ms() > w->deadline;
+}
+
+/* A request with "sections": the planner's jobs run as sequences of this
+ * scheduler at the request's class, as for POST /v1/sections; the reply is
+ * the chat completion of the stitched text. */
+static bool complete_sections(local_engine *e, api_request *req, int timeout_ms,
+                              const atomic_bool *stop, json_t **out, char *err, size_t err_cap) {
+    http_sections_env x = {e->s, &e->env, e->model_id, NULL, 0};
+    sect_wait w = {stop, now_ms() + (double)timeout_ms};
+    api_error ae;
+    *out = http_sections_run(&x, API_CHAT, req, sect_cancelled, &w, &ae);
+    if (*out) return true;
+    if (atomic_load(stop)) {
+        snprintf(err, err_cap, "stopped");
+    } else if (now_ms() > w.deadline) {
+        snprintf(err, err_cap, "timed out after %d ms", timeout_ms);
+    } else {
+        snprintf(err, err_cap, "%s", ae.message);
+    }
+    return false;
+}
+
 bool local_engine_complete(void *ctx, json_t *body, int timeout_ms, const atomic_bool *stop,
                            json_t **out, char *err, size_t err_cap) {
     local_engine *e = ctx;
@@ -37,9 +70,14 @@ bool local_engine_complete(void *ctx, json_t *body, int timeout_ms, const atomic
                  ae.message);
         return false;
     }
+    if (req.sec.on) {
+        bool ok = complete_sections(e, &req, timeout_ms, stop, out, err, err_cap);
+        api_request_free(&req);
+        return ok;
+    }
     sched_request *r = NULL;
     hearth_error he;
-    if (sched_submit(e->s, &req.sp, &r, &he) != SCHED_SUBMIT_OK) {
+    if (api_submit(e->s, &req, &r, &he) != SCHED_SUBMIT_OK) {
         api_request_free(&req);
         snprintf(err, err_cap, "%s", he.msg);
         return false;
@@ -80,7 +118,8 @@ bool local_engine_complete(void *ctx, json_t *body, int timeout_ms, const atomic
             break;
         }
     }
-    if (ok && d.finish != SCHED_FINISH_STOP && d.finish != SCHED_FINISH_LENGTH) {
+    if (ok && d.finish != SCHED_FINISH_STOP && d.finish != SCHED_FINISH_LENGTH &&
+        d.finish != SCHED_FINISH_REPETITION) {
         snprintf(err, err_cap, "%s",
                  d.finish == SCHED_FINISH_ERROR ? d.error : "the request was cancelled");
         ok = false;

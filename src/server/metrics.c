@@ -119,10 +119,20 @@ char *metrics_prometheus(sched *s, size_t *len) {
                   "Requests refused because the class's queue was full.", st.rejected);
     head(&b, "hearth_requests_finished_total", "counter", "Requests finished, by reason.");
     for (int c = 0; c < SCHED_N_CLASS; c++) {
-        for (int f = 1; f <= SCHED_FINISH_ERROR; f++) {
+        for (int f = 1; f < SCHED_N_FINISH; f++) {
             sb_printf(&b, "hearth_requests_finished_total{class=\"%s\",reason=\"%s\"} %llu\n",
                       sched_class_name((sched_class)c), sched_finish_name((sched_finish)f),
                       (unsigned long long)st.finished[c][f]);
+        }
+    }
+    head(&b, "hearth_loop_guard_triggers_total", "counter",
+         "Loops the loop guard found, by class and by what it did (watch: only counted).");
+    static const char *const actions[4] = {"watch", "stop_section", "stop", "penalize"};
+    for (int c = 0; c < SCHED_N_CLASS; c++) {
+        for (int a = 0; a < 4; a++) {
+            sb_printf(&b, "hearth_loop_guard_triggers_total{class=\"%s\",action=\"%s\"} %llu\n",
+                      sched_class_name((sched_class)c), actions[a],
+                      (unsigned long long)st.loop_triggers[c][a]);
         }
     }
     per_class_u64(&b, "hearth_prompt_tokens_total", "counter",

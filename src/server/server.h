@@ -15,6 +15,7 @@
 
 #include "hearth.h"
 #include "sched/sched.h"
+#include "server/api.h"
 #include "server/chat.h"
 
 typedef struct server_params {
@@ -34,6 +35,12 @@ typedef struct server server;
 
 /* Starts listening; the scheduler must outlive the server. */
 hearth_status server_start(sched *s, const server_params *p, server **out, hearth_error *err);
+
+/* The request environment the server parses with (tokenizer, chat
+ * template, context size, the grammar vocabulary): in-process callers of
+ * api_parse use it to get exactly what HTTP clients get.  Valid until
+ * server_stop. */
+const api_env *server_api_env(const server *srv);
 /* The port actually bound (useful with port 0). */
 uint16_t server_port(const server *srv);
 /* Stops accepting, ends every open response (open requests are cancelled)

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "hearth.h"
+#include "tokenizer/utf8.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -176,15 +177,7 @@ static inline size_t utf8_len_lead(uint8_t c) {
     return lookup[c >> 4];
 }
 
-/* Writes the UTF-8 form of cp (<= 0x10FFFF) to out; returns its length. */
-size_t utf8_encode(uint32_t cp, uint8_t out[4]);
-
-/* Classifies the bytes at p[0..n), n >= 1, under strict UTF-8: returns
- * k > 0 when they start with a complete valid character of k bytes (its code
- * point in *cp), 0 when they are a valid but unfinished start of one, and
- * -k when the first k bytes (k >= 1) are the maximal invalid sequence to
- * replace with one U+FFFD. */
-int utf8_classify(const uint8_t *p, size_t n, uint32_t *cp);
+/* utf8_encode and utf8_classify: see tokenizer/utf8.h. */
 
 /* Rewrites text[0..len) as valid UTF-8 into out (room for 3 * len bytes),
  * decoding as llama.cpp does: a byte that does not start a well-formed

@@ -11,13 +11,14 @@
 // background work stays in the queue while the page looks at it.
 //
 // Screenshots go to build/web-test/ (test artifacts, not committed).
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { chromium } from 'playwright-core';
 
-import { check, failed, report, root, startServer, synthModel, test } from '../server/lib.mjs';
+import { bin, check, failed, report, root, scratch, startServer, synthModel, test } from '../server/lib.mjs';
 
 const KEY = 'web-test-key';
 const AUTH = { Authorization: `Bearer ${KEY}` };
@@ -26,10 +27,37 @@ const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 mkdirSync(artifacts, { recursive: true });
 
+// Agents to serve (hearth serve --agents FILE), when this hearth has them:
+// HEARTH_WEB_AGENTS, else a small file written here (its store and data
+// folder land beside it, in the scratch folder).
+function agentsFile() {
+  if (process.env.HEARTH_WEB_AGENTS) return process.env.HEARTH_WEB_AGENTS;
+  const help = spawnSync(bin, ['serve', '--help'], { encoding: 'utf8' });
+  if (!/--agents\b/.test(`${help.stdout}${help.stderr}`)) return null;
+  const dir = join(scratch, 'agents');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'agents.yaml');
+  writeFileSync(file, [
+    'store: web.db',
+    'workers: 1',
+    'agents:',
+    '  - name: notes',
+    '    description: Writes a short note when asked.',
+    '    class: tool',
+    '    prompt: You write a short note about the hearth.',
+    '    triggers: [api, {daily: "07:30"}]',
+    '    limits: {max_tokens: 24}',
+    '',
+  ].join('\n'));
+  return file;
+}
+const agents = agentsFile();
+
 const model = synthModel('llama-d512', 'q4_0');
 const server = await startServer([
   '-m', model, '--chat-template', 'chatml', '--api-key', KEY, '--alias', 'd512',
   '--parallel', '2', '--ctx', '2048', '-t', '1',
+  ...(agents ? ['--agents', agents] : []),
 ]);
 const url = server.url;
 const profile = mkdtempSync(join(tmpdir(), 'hearth-chromium-'));
@@ -82,7 +110,7 @@ try {
       check(ok.status === 200, `${path} with the key: ${ok.status}`);
     }
     const agents = await (await fetch(`${url}/v1/agents`, { headers: AUTH })).json();
-    check(agents.object === 'list' && Array.isArray(agents.data) && agents.data.length === 0, 'agents list');
+    check(agents.object === 'list' && Array.isArray(agents.data), 'agents list');
     const none = await fetch(`${url}/nothing.js`);
     check(none.status === 404, 'unknown file');
   });
@@ -116,7 +144,16 @@ try {
   await test('web/page_loads_offline_and_asks_for_the_key_once', async () => {
     await page.goto(`${url}/`);
     await page.waitForSelector('#key-dialog[open]', { timeout: 10000 });
+    check(await page.isHidden('#key-error'), 'a refusal shown before any key was sent');
     await shot('key-dialog');
+    // A wrong key: refused, dropped from the session and asked for again.
+    await page.fill('#key-input', 'not-the-key');
+    await page.click('#key-form button[type=submit]');
+    await page.waitForSelector('#key-dialog[open] #key-error:not([hidden])', { timeout: 10000 });
+    check((await page.textContent('#live-status')) === 'API key refused', 'status after a wrong key');
+    check((await page.evaluate(() => sessionStorage.getItem('hearth.apiKey'))) === null, 'wrong key kept');
+    check((await page.inputValue('#key-input')) === '', 'wrong key left in the field');
+    await shot('key-refused');
     await page.fill('#key-input', KEY);
     await page.click('#key-form button[type=submit]');
     await page.waitForFunction(() => document.getElementById('model-name').textContent === 'd512', null, { timeout: 10000 });
@@ -134,7 +171,7 @@ try {
 
   await test('web/chat_streams_a_reply_with_counts_and_speed', async () => {
     await page.click('a[data-tab=chat]');
-    await page.fill('#s-temperature', '0');
+    await page.fill('#s-temperature', '1.5');
     await page.fill('#s-max_tokens', '160');
     await page.fill('#s-user', 'web-test');
     await page.selectOption('#priority', 'interactive');
@@ -150,9 +187,30 @@ try {
         if (!document.getElementById('stop').disabled) window.__stopEnabled = true;
       }).observe(box, { subtree: true, childList: true, characterData: true });
     });
+    await page.fill('#s-top_k', '7');
+    await page.fill('#s-seed', '11');
+    const sent = page.waitForRequest((r) => r.url().endsWith('/v1/chat/completions'));
     await page.fill('#prompt', 'Tell me about the hearth.');
     await page.press('#prompt', 'Enter');
+    const request = await sent;
     await page.waitForSelector('.msg.assistant:not(.streaming) .stats:has-text("tok/s")', { timeout: 30000 });
+    // The settings went out as the API's fields, with the key.
+    const body = request.postDataJSON();
+    check(body.stream === true && body.priority === 'interactive' && body.temperature === 1.5 && body.max_tokens === 160 &&
+      body.top_k === 7 && body.seed === 11 && body.user === 'web-test', `request ${JSON.stringify(body)}`);
+    check(request.headers().authorization === `Bearer ${KEY}`, 'chat request without the key');
+    // What streamed in is the whole reply: the same request, not streamed,
+    // from Node gives the same text (a seeded sample).
+    const ref = await (await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { ...AUTH, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ ...body, stream: false, stream_options: undefined }),
+    })).json();
+    const kept = await page.evaluate(() => JSON.parse(localStorage.getItem('hearth.conversation')).at(-1));
+    check(new Set(kept.content.split(/\s+/)).size >= 5, `a reply too uniform to compare: ${kept.content.slice(0, 200)}`);
+    check(kept.role === 'assistant' && kept.content === ref.choices[0].message.content,
+      `streamed ${JSON.stringify(kept.content)} vs ${JSON.stringify(ref.choices[0].message.content)}`);
+    check(kept.stats.completion_tokens === ref.usage.completion_tokens, `tokens ${kept.stats.completion_tokens} vs ${ref.usage.completion_tokens}`);
     const seen = await page.evaluate(() => ({ lens: [...new Set(window.__lens)], stop: window.__stopEnabled }));
     const partial = seen.lens.filter((n) => n > 0);
     check(partial.length >= 3, `the reply did not stream: lengths seen ${JSON.stringify(seen.lens)}`);
@@ -160,6 +218,7 @@ try {
     const stats = await page.textContent('.msg.assistant:last-child .stats');
     check(/interactive/.test(stats) && /\d+ prompt tokens/.test(stats) && /\d+ tokens/.test(stats), stats);
     check(/first token \d+ ms/.test(stats) && /[\d.]+ tok\/s/.test(stats), stats);
+    check(stats.includes(` ${kept.stats.completion_tokens} tokens`), `${stats}: not ${kept.stats.completion_tokens} tokens`);
     const reply = await page.textContent('.msg.assistant:last-child .body');
     check(reply.trim().length > 0, 'empty reply');
     check(await page.isDisabled('#stop'), 'stop still enabled');
@@ -168,6 +227,7 @@ try {
 
   await test('web/stop_button_ends_the_reply_and_the_sequence', async () => {
     await page.fill('#s-max_tokens', '1800');
+    await page.selectOption('#priority', 'background');
     await page.fill('#prompt', 'Now a long one, please.');
     await page.click('#send');
     await page.waitForFunction(
@@ -178,16 +238,23 @@ try {
       null,
       { timeout: 20000 },
     );
+    // The server runs it at the class chosen in the page, for its user.
+    // (Only this page's: agents the server runs may have their own.)
+    const mine = (q) => q.sequences.filter((x) => x.user === 'web-test');
+    const running = mine(await queue());
+    check(running.length === 1 && running[0].class === 'background' && running[0].user === 'web-test',
+      `queue while streaming: ${JSON.stringify(running)}`);
     await page.click('#stop');
     await page.waitForSelector('.msg.assistant:last-child .stats:has-text("stopped")', { timeout: 10000 });
     let q;
     for (let i = 0; i < 40; i++) {
       q = await queue();
-      if (q.sequences.length === 0) break;
+      if (mine(q).length === 0) break;
       await sleep(50);
     }
-    check(q.sequences.length === 0, `the server still runs ${JSON.stringify(q.sequences)}`);
+    check(mine(q).length === 0, `the server still runs ${JSON.stringify(mine(q))}`);
     await page.fill('#s-max_tokens', '160');
+    await page.selectOption('#priority', 'interactive');
   });
 
   await test('web/conversation_survives_a_reload', async () => {
@@ -247,17 +314,20 @@ try {
     streams.push(backgroundStream({ prompt: 'A tool call', max_tokens: 1800, priority: 'tool', user: 'tool-runner' }, load));
     await page.waitForFunction(
       () => {
-        const bg = document.querySelectorAll('.qgroup[data-class=background] tr.seq');
-        const tool = document.querySelectorAll('.qgroup[data-class=tool] tr.seq');
-        return bg.length >= 3 && tool.length === 1;
+        const rows = (c, who) => [...document.querySelectorAll(`.qgroup[data-class=${c}] tr.seq`)].filter((r) => r.textContent.includes(who));
+        return rows('background', 'batch-bot').length >= 3 && rows('tool', 'tool-runner').length === 1;
       },
       null,
       { timeout: 15000 },
     );
-    const bgRows = await page.$$eval('.qgroup[data-class=background] tr.seq', (r) => r.map((x) => x.textContent));
-    check(bgRows.every((t) => t.includes('batch-bot')), `submitter missing: ${bgRows}`);
-    check(bgRows.some((t) => t.includes('waiting')), `no waiting row: ${bgRows}`);
-    check((await page.textContent('.qgroup[data-class=tool] tr.seq')).includes('tool-runner'), 'tool row');
+    // Every row in its class's group, with its submitter, age and tokens.
+    const rows = await page.$$eval('.qgroup tr.seq', (r) => r.map((x) => ({ group: x.closest('.qgroup').dataset.class, text: x.textContent })));
+    const bgRows = rows.filter((r) => r.text.includes('batch-bot'));
+    const toolRows = rows.filter((r) => r.text.includes('tool-runner'));
+    check(bgRows.length >= 3 && bgRows.every((r) => r.group === 'background'), `background rows: ${JSON.stringify(rows)}`);
+    check(toolRows.length === 1 && toolRows[0].group === 'tool', `tool rows: ${JSON.stringify(rows)}`);
+    check(bgRows.some((r) => r.text.includes('waiting')), `no waiting row: ${JSON.stringify(bgRows)}`);
+    check(bgRows.every((r) => /\d(\.\d)? s/.test(r.text) && /\d+ \/ \d+/.test(r.text)), `age or tokens missing: ${JSON.stringify(bgRows)}`);
     // An interactive request: no slot is free, so a background one is evicted.
     const r = await fetch(`${url}/v1/completions`, {
       method: 'POST',
@@ -293,6 +363,8 @@ try {
           points: u.data.slice(1).map((s) => s.filter((v) => v != null).length),
           max: u.data.slice(1).map((s) => Math.max(0, ...s.filter((v) => v != null))),
           coloured,
+          // the y axis' grid lines (uPlot 1.6's own record of them)
+          yTicks: (u.axes[1]._splits || []).length,
         };
       }
       return out;
@@ -301,6 +373,7 @@ try {
     for (const id of ids) {
       check(charts[id], `${id} missing`);
       check(charts[id].coloured > 100, `${id} draws nothing: ${JSON.stringify(charts[id])}`);
+      check(charts[id].yTicks >= 2, `${id} has no y axis: ${JSON.stringify(charts[id])}`);
     }
     check(charts['chart-tps'].points[0] >= 3 && charts['chart-tps'].max[0] > 0, `tokens/s ${JSON.stringify(charts['chart-tps'])}`);
     check(charts['chart-ttft'].points.reduce((a, b) => a + b, 0) >= 1, `ttft ${JSON.stringify(charts['chart-ttft'])}`);
@@ -312,65 +385,161 @@ try {
   load.abort();
   await Promise.allSettled(streams);
 
-  await test('web/agents_panel_renders_empty', async () => {
-    await page.click('a[data-tab=agents]');
-    await page.waitForSelector('#agents-empty', { timeout: 10000 });
-    check((await page.textContent('#agents-empty')).includes('No agents configured'), 'empty state');
-    await shot('agents-empty');
-  });
+  // The server's own agents (hearth serve --agents FILE): a run started
+  // from the page appears in its history, as the server records it.
+  const served = (await (await fetch(`${url}/v1/agents`, { headers: AUTH })).json()).data;
+  if (!served.length) {
+    console.log(`skip web/agent_run_appears: the server reports no agents (${agents
+      ? `with --agents ${agents}` : 'this hearth serve has no --agents; HEARTH_WEB_AGENTS=FILE forces one'})`);
+  } else {
+    await test('web/agent_run_appears', async () => {
+      const a = served.find((x) => x.enabled !== false) || served[0];
+      const card = `.agent[data-agent=${JSON.stringify(a.id)}]`;
+      const runsOf = async () =>
+        (await (await fetch(`${url}/v1/agents/${encodeURIComponent(a.id)}/runs?limit=50`, { headers: AUTH })).json()).data;
+      const before = Math.max(0, ...(await runsOf()).map((r) => r.id));
+      await page.click('a[data-tab=agents]');
+      await page.waitForSelector(card, { timeout: 10000 });
+      const text = await page.textContent(card);
+      check(text.includes(a.name || a.id) && text.includes(a.class), `card: ${text}`);
+      for (const t of a.triggers) check(text.includes(t.type), `trigger ${t.type} missing: ${text}`);
+      await page.click(`${card} .run-now`);
+      const run = await page.waitForFunction(
+        ({ sel, after }) => {
+          const d = [...document.querySelectorAll(`${sel} .runs details.run`)].find((x) => Number(x.dataset.run) > after);
+          return d ? Number(d.dataset.run) : null;
+        },
+        { sel: card, after: before },
+        { timeout: 10000 },
+      );
+      const id = await run.jsonValue();
+      // It runs to its end on the server, and the page shows that end.
+      const row = `${card} details.run[data-run="${id}"]`;
+      await page.waitForSelector(`${row} .badge.run-succeeded, ${row} .badge.run-failed, ${row} .badge.run-interrupted`, { timeout: 90000 });
+      const mine = (await runsOf()).find((r) => r.id === id);
+      check(mine, `run ${id} is not in the server's history`);
+      check(mine.agent === a.id && (mine.trigger === 'api' || mine.trigger === 'manual'), JSON.stringify(mine));
+      check((await page.textContent(`${row} .badge`)) === mine.status, `page ${await page.textContent(`${row} .badge`)} vs ${mine.status}`);
+      if (mine.output) {
+        await page.click(`${row} summary`);
+        const shown = await page.textContent(`${row} .run-output`);
+        const words = mine.output.split(/\s+/).filter((w) => /^\w{4,}$/.test(w)).slice(0, 3);
+        check(words.every((w) => shown.includes(w)), `output not shown: ${words} in ${shown}`);
+      }
+      await shot('agents');
+    });
+  }
 
-  await test('web/agents_panel_runs_one_against_the_contract_stub', async () => {
-    // The agents runtime does not exist yet: a stub of the documented
-    // contract (web/README.md) stands in for /v1/agents.
-    const t = Date.now() / 1000;
+  if (!served.length) {
+    await test('web/agents_panel_renders_empty', async () => {
+      await page.click('a[data-tab=agents]');
+      await page.waitForSelector('#agents-empty', { timeout: 10000 });
+      check((await page.textContent('#agents-empty')).includes('No agents configured'), 'empty state');
+      await shot('agents-empty');
+    });
+  }
+
+  await test('web/agents_panel_against_the_contract', async () => {
+    // The page against a stand-in for /v1/agents that follows the contract
+    // in web/README.md to the letter (the server's own agents are checked
+    // above when it has some).
+    const t = Math.floor(Date.now() / 1000);
     const runs = [{
-      id: 'run-1', agent_id: 'digest', status: 'succeeded', trigger: 'schedule', started_at: t - 3600,
-      finished_at: t - 3590, prompt_tokens: 210, completion_tokens: 96, output: 'Yesterday: **3** issues closed.', error: null,
+      id: 7, agent: 'digest', trigger: 'daily', status: 'succeeded', attempt: 1, started_at: t - 3600,
+      finished_at: t - 3590, prompt_tokens: 210, completion_tokens: 96, error: null, output: 'Yesterday: **3** issues closed.',
+    }, {
+      id: 6, agent: 'digest', trigger: 'interval', status: 'interrupted', attempt: 2, started_at: t - 7200,
+      finished_at: t - 7100, prompt_tokens: 200, completion_tokens: 3, error: 'the server stopped during the run', output: null,
     }];
-    const auth = [];
+    const seen = [];
     const agent = () => ({
-      id: 'digest', name: 'Morning digest', description: 'Summarises yesterday\'s issues.',
-      trigger: { type: 'schedule', spec: '0 7 * * *', next_run_at: t + 3600 }, class: 'background', enabled: true,
+      id: 'digest', name: 'Morning digest', description: 'Summarises yesterday\'s issues.', class: 'background',
+      enabled: true, engine: 'local', output: 'sections', tools: ['read_file', 'query_store'],
+      triggers: [
+        { type: 'daily', spec: '07:00', next_run_at: t + 3600 },
+        { type: 'after', spec: 'summariser', next_run_at: null },
+      ],
       last_run: runs[0],
     });
-    await page.route((u) => u.pathname.startsWith('/v1/agents'), async (route) => {
+    const stub = (u) => u.pathname.startsWith('/v1/agents');
+    await page.route(stub, async (route) => {
       const req = route.request();
-      const path = new URL(req.url()).pathname;
-      auth.push(req.headers().authorization);
+      const u = new URL(req.url());
+      seen.push({ method: req.method(), path: u.pathname + u.search, auth: req.headers().authorization, body: req.postData() });
       const json = (status, body) => route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(body) });
-      if (path === '/v1/agents') return json(200, { object: 'list', data: [agent()] });
-      if (path === '/v1/agents/digest/runs' && req.method() === 'POST') {
-        runs.unshift({ id: 'run-2', agent_id: 'digest', status: 'running', trigger: 'manual', started_at: Date.now() / 1000,
-          finished_at: null, prompt_tokens: 210, completion_tokens: null, output: '', error: null });
+      if (u.pathname === '/v1/agents' && req.method() === 'GET') return json(200, { object: 'list', data: [agent()] });
+      if (u.pathname === '/v1/agents/digest/run' && req.method() === 'POST') {
+        runs.unshift({ id: 8, agent: 'digest', trigger: 'api', status: 'queued', attempt: 1, started_at: Math.floor(Date.now() / 1000),
+          finished_at: null, prompt_tokens: 0, completion_tokens: 0, error: null, output: null });
         return json(202, runs[0]);
       }
-      if (path === '/v1/agents/digest/runs') {
-        const body = { object: 'list', data: runs.map((r) => ({ ...r })) };
+      if (u.pathname === '/v1/agents/digest/runs' && req.method() === 'GET') {
+        const body = { object: 'list', data: runs.slice(0, Number(u.searchParams.get('limit')) || 20).map((r) => ({ ...r })) };
+        // queued, then running, then done: one step per poll.
         if (runs[0].status === 'running') {
-          Object.assign(runs[0], { status: 'succeeded', finished_at: Date.now() / 1000, completion_tokens: 12, output: 'Ran **now**: all quiet.' });
+          Object.assign(runs[0], { status: 'succeeded', finished_at: Math.floor(Date.now() / 1000), completion_tokens: 12, output: 'Ran **now**: all quiet.' });
+        } else if (runs[0].status === 'queued') {
+          Object.assign(runs[0], { status: 'running', prompt_tokens: 210 });
         }
         return json(200, body);
       }
       return json(404, { error: { message: 'no such agent', type: 'invalid_request_error', param: 'agent', code: 'agent_not_found' } });
     });
     await page.reload();
-    await page.waitForSelector('.agent[data-agent=digest]', { timeout: 10000 });
-    const card = await page.textContent('.agent[data-agent=digest]');
-    check(/Morning digest/.test(card) && /0 7 \* \* \*/.test(card) && /background/.test(card) && /succeeded/.test(card), card);
-    await page.click('.agent[data-agent=digest] .run-now');
-    await page.waitForSelector('.agent[data-agent=digest] details.run[data-run=run-2] .badge.run-succeeded', { timeout: 10000 });
-    await page.click('details.run[data-run=run-2] summary');
-    await page.waitForSelector('details.run[data-run=run-2] .run-output strong');
-    check((await page.textContent('details.run[data-run=run-2] .run-output')).includes('all quiet'), 'run output');
-    check(auth.length > 0 && auth.every((a) => a === `Bearer ${KEY}`), `agents calls without the key: ${auth}`);
-    await shot('agents-stub');
-    await page.unroute((u) => u.pathname.startsWith('/v1/agents'));
+    await page.click('a[data-tab=agents]');
+    const card = '.agent[data-agent=digest]';
+    await page.waitForSelector(card, { timeout: 10000 });
+    const text = await page.textContent(card);
+    check(/Morning digest/.test(text) && /background/.test(text) && /sections/.test(text) && /engine: local/.test(text) &&
+      /tools: read_file, query_store/.test(text), text);
+    check(/daily 07:00 · next/.test(text) && /after summariser/.test(text), `triggers: ${text}`);
+    check(/succeeded/.test(text) && (await page.textContent(`${card} .run-output strong`)) === '3', `last run: ${text}`);
+    await page.click(`${card} .show-runs`);
+    await page.waitForSelector(`${card} details.run[data-run="6"] .badge.run-interrupted`, { timeout: 5000 });
+    check((await page.textContent(`${card} details.run[data-run="6"]`)).includes('attempt 2'), 'attempt');
+    await page.fill(`${card} .run-input`, 'only the open ones');
+    await page.click(`${card} .run-now`);
+    await page.waitForSelector(`${card} details.run[data-run="8"] .badge.run-succeeded`, { timeout: 10000 });
+    await page.click(`${card} details.run[data-run="8"] summary`);
+    await page.waitForSelector(`${card} details.run[data-run="8"] .run-output strong`);
+    check((await page.textContent(`${card} details.run[data-run="8"] .run-output`)).includes('all quiet'), 'run output');
+    const posts = seen.filter((r) => r.method === 'POST');
+    check(posts.length === 1 && posts[0].path === '/v1/agents/digest/run' && JSON.parse(posts[0].body).input === 'only the open ones',
+      `run request ${JSON.stringify(posts)}`);
+    check(seen.some((r) => r.path === '/v1/agents/digest/runs?limit=20'), `history request ${JSON.stringify(seen.map((r) => r.path))}`);
+    check(seen.every((r) => r.auth === `Bearer ${KEY}`), 'agents calls without the key');
+    await shot('agents-contract');
+    await page.unroute(stub);
   });
+
+  // A server without --api-key: the page never asks for one.
+  const open = await startServer(['-m', model, '--chat-template', 'chatml', '--alias', 'open', '--parallel', '1', '--ctx', '512', '-t', '1']);
+  try {
+    await test('web/no_key_asked_without_api_key', async () => {
+      const p2 = await context.newPage();
+      p2.on('pageerror', (e) => pageErrors.push(e.message));
+      await p2.goto(`${open.url}/#queue`);
+      await p2.waitForFunction(() => document.getElementById('model-name').textContent === 'open', null, { timeout: 10000 });
+      await p2.waitForFunction(() => document.getElementById('live-status').textContent === 'live', null, { timeout: 10000 });
+      await p2.waitForSelector('#queue-cards .card', { timeout: 10000 });
+      check(!(await p2.isVisible('#key-dialog')), 'asked for a key the server does not want');
+      check((await p2.evaluate(() => sessionStorage.getItem('hearth.apiKey'))) === null, 'a key in the session');
+      await p2.close();
+    });
+  } finally {
+    await open.stop();
+  }
 
   await test('web/nothing_left_loopback_and_no_page_errors', () => {
     check(requests.length > 20, `only ${requests.length} requests seen`);
-    const away = requests.filter((r) => !r.startsWith(`${url}/`) && !r.startsWith('data:'));
+    const ours = (r) => r.startsWith(`${url}/`) || r.startsWith(`${open.url}/`);
+    const away = requests.filter((r) => !ours(r) && !r.startsWith('data:'));
     check(leftLoopback.length === 0 && away.length === 0, `left loopback: ${[...leftLoopback, ...away].join(' ')}`);
+    // Only the page's own files and the public API of web/README.md.
+    const api = /^\/v1\/(models|queue|metrics(\?since=[\d.]+)?|chat\/completions|agents(\/[^/?]+\/(run|runs\?limit=\d+))?)$/;
+    const files = /^\/((index\.html)?|[a-z]+\.(js|css)|vendor\/uPlot\.(iife\.min\.js|min\.css))$/;
+    const other = requests.filter(ours).map((r) => new URL(r)).map((u) => u.pathname + u.search).filter((p) => !api.test(p) && !files.test(p));
+    check(other.length === 0, `calls outside the public API: ${[...new Set(other)].join(' ')}`);
     check(pageErrors.length === 0, `page errors: ${pageErrors.join(' | ')}`);
     check(consoleErrors.length === 0, `console errors: ${consoleErrors.join(' | ')}`);
   });
