@@ -382,6 +382,13 @@ TEST(query_store_read_only) {
         CHECKF(!rows, "not refused: %s", refused[i]);
         json_decref(rows);
     }
+    /* A query that would run for ever is stopped. */
+    rows = store_query(st,
+                       "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                       "SELECT max(x) FROM c",
+                       10, &err);
+    CHECKF(!rows && has(err.msg, "interrupt"), "%s", err.msg);
+    json_decref(rows);
     rows = store_query(st, "SELECT count(*) AS n FROM runs", 10, &err);
     CHECK(rows && json_integer_value(json_object_get(json_array_get(rows, 0), "n")) == 1);
     json_decref(rows);
