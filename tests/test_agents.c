@@ -30,6 +30,14 @@
 
 static int case_no;
 
+/* s equals want / holds needle (false for NULL). */
+static bool is(const char *s, const char *want) {
+    return s && !strcmp(s, want);
+}
+static bool has(const char *s, const char *needle) {
+    return s && strstr(s, needle);
+}
+
 /* Writes text to a new folder's agents.yaml; returns the file's path. */
 static const char *write_config(const char *text) {
     static char path[512];
@@ -222,6 +230,16 @@ TEST(config_valid) {
     agents_config_free(cfg);
 }
 
+/* The example set loads as it is shipped. */
+TEST(notebook_example_loads) {
+    agents_config *cfg = NULL;
+    hearth_error err = {HEARTH_OK, ""};
+    CHECKF(agents_config_load("examples/notebook/agents.yaml", &cfg, &err) == HEARTH_OK, "%s",
+           err.msg);
+    CHECK(cfg && cfg->n_agents == 12);
+    agents_config_free(cfg);
+}
+
 TEST(paths_confined) {
     CHECK(agents_path_is_confined("a.txt"));
     CHECK(agents_path_is_confined("./notes/a.txt"));
@@ -343,7 +361,7 @@ TEST(query_store_read_only) {
     CHECK(store_add_record(st, "a", id, "k", "v", &err) == HEARTH_OK);
     json_t *rows = store_query(st, "SELECT agent, trigger FROM runs", 10, &err);
     REQUIRE(rows && json_array_size(rows) == 1);
-    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(rows, 0), "trigger")), "api"));
+    CHECK(is(json_string_value(json_object_get(json_array_get(rows, 0), "trigger")), "api"));
     json_decref(rows);
     rows = store_query(st, "SELECT key, content FROM records", 10, &err);
     CHECK(rows && json_array_size(rows) == 1);
@@ -364,6 +382,13 @@ TEST(query_store_read_only) {
         CHECKF(!rows, "not refused: %s", refused[i]);
         json_decref(rows);
     }
+    /* A query that would run for ever is stopped. */
+    rows = store_query(st,
+                       "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                       "SELECT max(x) FROM c",
+                       10, &err);
+    CHECKF(!rows && has(err.msg, "interrupt"), "%s", err.msg);
+    json_decref(rows);
     rows = store_query(st, "SELECT count(*) AS n FROM runs", 10, &err);
     CHECK(rows && json_integer_value(json_object_get(json_array_get(rows, 0), "n")) == 1);
     json_decref(rows);
@@ -447,7 +472,7 @@ static bool wait_runs(agents_rt *rt, const char *agent, size_t want, const char 
         size_t done = 0, i;
         json_t *run;
         json_array_foreach(data, i, run) {
-            done += !strcmp(json_string_value(json_object_get(run, "status")), status);
+            done += is(json_string_value(json_object_get(run, "status")), status);
         }
         if (done >= want) {
             *runs_out = json_incref(data);
@@ -484,6 +509,9 @@ TEST(runtime_tool_loop_and_chain) {
                      "    prompt: check\n"
                      "    triggers: [{after: draft}]\n"
                      "    inputs: [{file: facts.txt}]\n"
+                     "  - name: ticker\n"
+                     "    prompt: tick\n"
+                     "    triggers: [{interval: 1s}]\n"
                      "  - name: flaky\n"
                      "    prompt: fail always\n"
                      "    limits: {retries: 2}\n");
@@ -509,15 +537,15 @@ TEST(runtime_tool_loop_and_chain) {
     agents_reply r;
     agents_route(rt, "POST", "tooler/run", NULL, "{\"input\": \"go\"}", 15, &r);
     CHECK(r.status == 202 && json_integer_value(json_object_get(r.json, "id")) > 0);
-    CHECK(!strcmp(json_string_value(json_object_get(r.json, "agent")), "tooler"));
-    CHECK(!strcmp(json_string_value(json_object_get(r.json, "trigger")), "api"));
+    CHECK(is(json_string_value(json_object_get(r.json, "agent")), "tooler"));
+    CHECK(is(json_string_value(json_object_get(r.json, "trigger")), "api"));
     json_decref(r.json);
     json_t *runs = NULL;
     CHECK(wait_runs(rt, "tooler", 1, "succeeded", 5000, &runs));
     json_t *run = json_array_get(runs, 0);
     /* write_output with a key stores a record; the run's output is the
      * closing message; tokens add up over the three rounds. */
-    CHECK(run && !strcmp(json_string_value(json_object_get(run, "output")), "done with tools"));
+    CHECK(run && is(json_string_value(json_object_get(run, "output")), "done with tools"));
     CHECK(json_integer_value(json_object_get(run, "prompt_tokens")) == 21);
     CHECK(json_integer_value(json_object_get(run, "completion_tokens")) == 15);
     json_decref(runs);
@@ -529,26 +557,26 @@ TEST(runtime_tool_loop_and_chain) {
     }
     REQUIRE(third);
     json_t *msgs = json_object_get(third, "messages");
-    CHECK(!strcmp(json_string_value(json_object_get(third, "priority")), "tool"));
+    CHECK(is(json_string_value(json_object_get(third, "priority")), "tool"));
     CHECK(json_array_size(json_object_get(third, "tools")) == 4);
-    CHECK(strstr(json_string_value(json_object_get(json_array_get(msgs, 1), "content")),
-                 "Input:\n---\ngo\n"));
-    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(msgs, 3), "content")),
-                  "the sky is blue"));
-    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(msgs, 5), "content")),
-                  "recorded 'fact'"));
-    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(msgs, 6), "content")),
-                  "[{\"key\":\"fact\",\"content\":\"water is wet\"}]"));
-    CHECK(strstr(json_string_value(json_object_get(json_array_get(msgs, 7), "content")),
-                 "error: the path '../escape.txt' is outside"));
-    CHECK(strstr(json_string_value(json_object_get(json_array_get(msgs, 8), "content")),
-                 "\"status\":\"queued\""));
+    CHECK(has(json_string_value(json_object_get(json_array_get(msgs, 1), "content")),
+              "Input:\n---\ngo\n"));
+    CHECK(is(json_string_value(json_object_get(json_array_get(msgs, 3), "content")),
+             "the sky is blue"));
+    CHECK(is(json_string_value(json_object_get(json_array_get(msgs, 5), "content")),
+             "recorded 'fact'"));
+    CHECK(is(json_string_value(json_object_get(json_array_get(msgs, 6), "content")),
+             "[{\"key\":\"fact\",\"content\":\"water is wet\"}]"));
+    CHECK(has(json_string_value(json_object_get(json_array_get(msgs, 7), "content")),
+              "error: the path '../escape.txt' is outside"));
+    CHECK(has(json_string_value(json_object_get(json_array_get(msgs, 8), "content")),
+              "\"status\":\"queued\""));
     /* call_agent queued a run of echo. */
     CHECK(wait_runs(rt, "echo", 1, "succeeded", 5000, &runs));
     run = json_array_get(runs, 0);
-    CHECK(run && !strcmp(json_string_value(json_object_get(run, "trigger")), "call:tooler"));
-    CHECK(run && !strcmp(json_string_value(json_object_get(run, "output")),
-                         "echo saw: Trigger: call:tooler"));
+    CHECK(run && is(json_string_value(json_object_get(run, "trigger")), "call:tooler"));
+    CHECK(run &&
+          is(json_string_value(json_object_get(run, "output")), "echo saw: Trigger: call:tooler"));
     json_decref(runs);
 
     /* A dropped file flows ingest → draft → check. */
@@ -559,15 +587,19 @@ TEST(runtime_tool_loop_and_chain) {
     CHECK(rename(file, dest) == 0);
     CHECK(wait_runs(rt, "check", 1, "succeeded", 8000, &runs));
     run = json_array_get(runs, 0);
-    CHECK(run && !strcmp(json_string_value(json_object_get(run, "trigger")), "after:draft"));
+    CHECK(run && is(json_string_value(json_object_get(run, "trigger")), "after:draft"));
     json_t *inputs = json_object_get(run, "inputs");
     CHECK(json_array_size(inputs) == 2);
-    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(inputs, 1), "name")),
-                  "facts.txt"));
+    CHECK(is(json_string_value(json_object_get(json_array_get(inputs, 1), "name")), "facts.txt"));
     json_decref(runs);
     CHECK(wait_runs(rt, "ingest", 1, "succeeded", 100, &runs));
-    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(runs, 0), "trigger")),
-                  "inbox:n1.json"));
+    CHECK(is(json_string_value(json_object_get(json_array_get(runs, 0), "trigger")),
+             "inbox:n1.json"));
+    json_decref(runs);
+
+    /* An interval of a second fires, again and again. */
+    CHECK(wait_runs(rt, "ticker", 2, "succeeded", 5000, &runs));
+    CHECK(is(json_string_value(json_object_get(json_array_get(runs, 0), "trigger")), "interval"));
     json_decref(runs);
 
     /* Failures retry up to the limit: attempts 1, 2, 3. */
@@ -577,8 +609,8 @@ TEST(runtime_tool_loop_and_chain) {
     CHECK(wait_runs(rt, "flaky", 3, "failed", 5000, &runs));
     CHECK(json_array_size(runs) == 3);
     CHECK(json_integer_value(json_object_get(json_array_get(runs, 0), "attempt")) == 3);
-    CHECK(strstr(json_string_value(json_object_get(json_array_get(runs, 0), "error")),
-                 "scripted failure"));
+    CHECK(has(json_string_value(json_object_get(json_array_get(runs, 0), "error")),
+              "scripted failure"));
     json_decref(runs);
 
     /* The API's answers to bad requests. */
@@ -593,9 +625,9 @@ TEST(runtime_tool_loop_and_chain) {
     agents_route(rt, "GET", "echo/run", NULL, NULL, 0, &r);
     CHECK(r.status == 405);
     agents_list(rt, &r);
-    CHECK(r.status == 200 && json_array_size(json_object_get(r.json, "data")) == 6);
+    CHECK(r.status == 200 && json_array_size(json_object_get(r.json, "data")) == 7);
     json_t *first = json_array_get(json_object_get(r.json, "data"), 0);
-    CHECK(!strcmp(json_string_value(json_object_get(first, "class")), "tool"));
+    CHECK(is(json_string_value(json_object_get(first, "class")), "tool"));
     CHECK(json_is_object(json_object_get(first, "last_run")));
     json_decref(r.json);
     agents_free(rt);
@@ -607,6 +639,7 @@ int main(void) {
     test_init("test_agents");
     RUN(config_errors_name_file_and_line);
     RUN(config_valid);
+    RUN(notebook_example_loads);
     RUN(paths_confined);
     RUN(store_crash_recovery);
     RUN(query_store_read_only);

@@ -32,6 +32,14 @@
 
 #include "test.h"
 
+/* s equals want / holds needle (false for NULL). */
+static bool is(const char *s, const char *want) {
+    return s && !strcmp(s, want);
+}
+static bool has(const char *s, const char *needle) {
+    return s && strstr(s, needle);
+}
+
 static char hearth_bin[1024];
 static char stories[1024];
 static char slow_model[1024]; /* a random-weight llama big enough that runs take seconds */
@@ -141,7 +149,7 @@ static json_t *wait_runs(int port, const char *agent, size_t want, const char *s
         size_t n = 0, i;
         json_t *r;
         json_array_foreach(data, i, r) {
-            n += !strcmp(json_string_value(json_object_get(r, "status")), status);
+            n += is(json_string_value(json_object_get(r, "status")), status);
         }
         if (n >= want) {
             json_incref(data);
@@ -261,7 +269,7 @@ TEST(news_file_flows_through_four_agents) {
     CHECK(st == 200 && json_array_size(json_object_get(list, "data")) == 4);
     json_t *digest = json_array_get(json_object_get(list, "data"), 3);
     json_t *daily = json_array_get(json_object_get(digest, "triggers"), 1);
-    CHECK(!strcmp(json_string_value(json_object_get(daily, "type")), "daily"));
+    CHECK(is(json_string_value(json_object_get(daily, "type")), "daily"));
     CHECK(json_integer_value(json_object_get(daily, "next_run_at")) > time(NULL));
     CHECK(json_is_null(json_object_get(digest, "last_run")));
     json_decref(list);
@@ -315,8 +323,8 @@ TEST(news_file_flows_through_four_agents) {
     const char *js = strchr(out, '{');
     json_t *j = js ? json_loads(js, 0, NULL) : NULL;
     json_t *newest = json_array_get(json_object_get(j, "data"), 0);
-    CHECK(newest && !strcmp(json_string_value(json_object_get(newest, "trigger")), "api") &&
-          !strcmp(json_string_value(json_object_get(newest, "status")), "succeeded"));
+    CHECK(newest && is(json_string_value(json_object_get(newest, "trigger")), "api") &&
+          is(json_string_value(json_object_get(newest, "status")), "succeeded"));
     json_decref(j);
     stop_server(&p);
 }
@@ -331,7 +339,7 @@ static const char crash_yaml[] = "store: crash.db\n"
                                  "  - name: slow\n"
                                  "    prompt: Write a long story.\n"
                                  "    triggers: [api]\n"
-                                 "    limits: {max_tokens: 600, retries: 2, timeout: 10m}\n";
+                                 "    limits: {max_tokens: 1500, retries: 2, timeout: 10m}\n";
 
 TEST(kill_9_loses_nothing_completed_and_retries_the_interrupted_run) {
     const char *dir = new_dir("crash");
@@ -340,7 +348,7 @@ TEST(kill_9_loses_nothing_completed_and_retries_the_interrupted_run) {
     write_text(cfg, crash_yaml);
     snprintf(db, sizeof db, "%s/crash.db", dir);
     snprintf(args, sizeof args,
-             "-m '%s' --chat-template chatml --parallel 2 --ctx 1024 --agents '%s'", slow_model,
+             "-m '%s' --chat-template chatml --parallel 2 --ctx 2048 --agents '%s'", slow_model,
              cfg);
     proc p = start(args);
     REQUIRE(p.port);
@@ -360,7 +368,7 @@ TEST(kill_9_loses_nothing_completed_and_retries_the_interrupted_run) {
     runs = wait_runs(p.port, "slow", 1, "running", 60);
     CHECK(runs != NULL);
     json_decref(runs);
-    sleep_ms(300);
+    sleep_ms(150);
     kill9(&p);
 
     row before[16], after[16];
@@ -403,6 +411,26 @@ TEST(kill_9_loses_nothing_completed_and_retries_the_interrupted_run) {
     CHECK(done && json_integer_value(json_object_get(done, "attempt")) == 2);
     CHECK(done && json_integer_value(json_object_get(done, "completion_tokens")) > 0);
     json_decref(runs);
+    /* A clean stop (SIGTERM) during a run puts it back in the queue at the
+     * same attempt; the next start runs it. */
+    r = http(p.port, "/v1/agents/slow/run", "{}", &st);
+    long long again = json_integer_value(json_object_get(r, "id"));
+    json_decref(r);
+    runs = wait_runs(p.port, "slow", 1, "running", 60);
+    CHECK(runs != NULL);
+    json_decref(runs);
+    stop_server(&p);
+    na = read_rows(db, after, 16);
+    CHECKF(na == 6 && after[5].id == again && !strcmp(after[5].status, "queued") &&
+               after[5].attempt == 1,
+           "after a clean stop: %zu rows, last %s attempt %d", na, na ? after[na - 1].status : "-",
+           na ? after[na - 1].attempt : 0);
+    free_rows(after, na);
+    p = start(args);
+    REQUIRE(p.port);
+    runs = wait_runs(p.port, "slow", 2, "succeeded", 300);
+    CHECK(runs && json_integer_value(json_object_get(json_array_get(runs, 0), "id")) == again);
+    json_decref(runs);
     stop_server(&p);
 }
 
@@ -434,7 +462,7 @@ TEST(remote_engine_runs_on_a_second_server) {
     long st;
     json_t *one = http(a.port, "/v1/agents/far", NULL, &st);
     CHECK(st == 200);
-    CHECK(!strncmp(json_string_value(json_object_get(one, "engine")), "http://127.0.0.1:", 17));
+    CHECK(has(json_string_value(json_object_get(one, "engine")), "http://127.0.0.1:"));
     json_decref(one);
     json_t *r = http(a.port, "/v1/agents/far/run", "{\"input\": \"far away\"}", &st);
     CHECK(st == 202);
@@ -459,7 +487,7 @@ TEST(remote_engine_runs_on_a_second_server) {
     runs = wait_runs(a.port, "far", 2, "failed", 60); /* the first attempt and its retry */
     CHECK(runs != NULL);
     far = json_array_get(runs, 0);
-    CHECK(far && strstr(json_string_value(json_object_get(far, "error")), "engine: http://"));
+    CHECK(far && has(json_string_value(json_object_get(far, "error")), "engine: http://"));
     json_decref(runs);
     stop_server(&a);
 }

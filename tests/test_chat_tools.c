@@ -17,6 +17,11 @@
 #include "server/chat.h"
 #include "test.h"
 
+/* s equals want (false for NULL). */
+static bool is(const char *s, const char *want) {
+    return s && !strcmp(s, want);
+}
+
 static const char tools_json[] =
     "[{\"type\":\"function\",\"function\":{\"name\":\"add\",\"description\":\"Add two numbers.\","
     "\"parameters\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{"
@@ -124,10 +129,9 @@ TEST(tool_calls_in_a_reply) {
     REQUIRE(calls && json_array_size(calls) == 2);
     CHECK(content == strlen("Let me add."));
     json_t *f = json_object_get(json_array_get(calls, 0), "function");
-    CHECK(!strcmp(json_string_value(json_object_get(f, "name")), "add"));
-    CHECK(!strcmp(json_string_value(json_object_get(f, "arguments")), "{\"a\":3,\"b\":4}"));
-    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(calls, 1), "id")),
-                  "chatcmpl-x-1"));
+    CHECK(is(json_string_value(json_object_get(f, "name")), "add"));
+    CHECK(is(json_string_value(json_object_get(f, "arguments")), "{\"a\":3,\"b\":4}"));
+    CHECK(is(json_string_value(json_object_get(json_array_get(calls, 1), "id")), "chatcmpl-x-1"));
     json_decref(calls);
     CHECK(!api_tool_calls_json("no calls here", 13, "x", &content));
     CHECK(!api_tool_calls_json("<tool_call>not json</tool_call>", 31, "x", &content));
@@ -142,9 +146,9 @@ TEST(tool_calls_in_a_reply) {
     memset(&usage, 0, sizeof usage);
     json_t *r = api_response_json(&m, text, strlen(text), NULL, 0, SCHED_FINISH_STOP, &usage);
     json_t *choice = json_array_get(json_object_get(r, "choices"), 0);
-    CHECK(!strcmp(json_string_value(json_object_get(choice, "finish_reason")), "tool_calls"));
+    CHECK(is(json_string_value(json_object_get(choice, "finish_reason")), "tool_calls"));
     json_t *msg = json_object_get(choice, "message");
-    CHECK(!strcmp(json_string_value(json_object_get(msg, "content")), "Let me add."));
+    CHECK(is(json_string_value(json_object_get(msg, "content")), "Let me add."));
     CHECK(json_array_size(json_object_get(msg, "tool_calls")) == 2);
     json_decref(r);
 }

@@ -49,9 +49,9 @@ hearth_status agents_create(agents_config *cfg, agent_engine local, agents_rt **
                             hearth_error *err);
 /* Starts the trigger thread and the workers. */
 hearth_status agents_start(agents_rt *rt, hearth_error *err);
-/* Stops the threads (runs in flight are abandoned and left "running": the
- * next start marks them interrupted and retries them), closes the store
- * and frees everything.  Accepts NULL. */
+/* Stops the threads (runs in flight are stopped and queued again, to run
+ * at the next start), closes the store and frees everything.  Accepts
+ * NULL. */
 void agents_free(agents_rt *rt);
 
 /* How many runs the last start found interrupted. */

@@ -4,9 +4,10 @@
  * triggers that are due and takes new inbox files; `workers` threads claim
  * queued runs from the store (oldest first, one run per agent at a time,
  * so an agent sees its inputs in order) and execute them.  Everything a
- * run needs is in its row, so a queued run survives a restart as it is,
- * and a run that was executing when the process died is found "running"
- * at the next start, marked interrupted and retried (store_recover).
+ * run needs is in its row, so a queued run survives a restart as it is; a
+ * run in flight at a clean stop goes back to the queue, and one that was
+ * executing when the process died is found "running" at the next start,
+ * marked interrupted and retried (store_recover).
  *
  * A run's request: the role prompt as the system message; a user message
  * with the trigger's input (an inbox file, an upstream agent's output, the
@@ -580,7 +581,13 @@ static void run_one(agents_rt *rt, agent_run *run) {
         free(out);
         free(inputs);
         free(hash);
-        return; /* stopping: left "running" for the next start to recover */
+        /* Stopping: back in the queue for the next start, at the same
+         * attempt (a kill leaves it "running", which costs one). */
+        hearth_error err;
+        if (store_requeue(rt->store, run->id, &err) != HEARTH_OK) {
+            fprintf(stderr, "hearth: agents: run %lld of %s: %s\n", run->id, run->agent, err.msg);
+        }
+        return;
     }
     if (a && res.status == RUN_SUCCEEDED) {
         next = calloc(rt->cfg->n_agents, sizeof *next);

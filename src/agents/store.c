@@ -15,10 +15,14 @@
 
 #include "util/error.h"
 
+#define QUERY_MAX_S 5.0 /* a query_store query is stopped after this long */
+
 struct agent_store {
     sqlite3 *db; /* read-write */
     sqlite3 *ro; /* read-only, for query_store */
     pthread_mutex_t mu;
+    pthread_mutex_t ro_mu; /* one query at a time on ro (its deadline below) */
+    double ro_deadline;
 };
 
 static const char *const status_names[] = {"queued", "running", "succeeded", "failed",
@@ -83,11 +87,19 @@ static int ro_authorizer(void *ctx, int action, const char *a, const char *b, co
     }
 }
 
+/* Progress handler: a query past its deadline is interrupted (a recursive
+ * query can otherwise run for ever). */
+static int ro_progress(void *ctx) {
+    const agent_store *st = ctx;
+    return store_now() > st->ro_deadline;
+}
+
 hearth_status store_open(const char *path, agent_store **out, hearth_error *err) {
     *out = NULL;
     agent_store *st = calloc(1, sizeof *st);
     if (!st) return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&st->mu, NULL);
+    pthread_mutex_init(&st->ro_mu, NULL);
     hearth_status hs = HEARTH_OK;
     char *msg = NULL;
     if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
@@ -108,6 +120,7 @@ hearth_status store_open(const char *path, agent_store **out, hearth_error *err)
         } else {
             sqlite3_busy_timeout(st->ro, 5000);
             sqlite3_set_authorizer(st->ro, ro_authorizer, NULL);
+            sqlite3_progress_handler(st->ro, 10000, ro_progress, st);
         }
     }
     sqlite3_free(msg);
@@ -124,6 +137,7 @@ void store_close(agent_store *st) {
     sqlite3_close(st->ro);
     sqlite3_close(st->db);
     pthread_mutex_destroy(&st->mu);
+    pthread_mutex_destroy(&st->ro_mu);
     free(st);
 }
 
@@ -401,6 +415,24 @@ hearth_status store_finish(agent_store *st, const agent_run *run, const run_resu
     return hs;
 }
 
+hearth_status store_requeue(agent_store *st, long long id, hearth_error *err) {
+    pthread_mutex_lock(&st->mu);
+    sqlite3_stmt *s = NULL;
+    bool ok =
+        sqlite3_prepare_v2(st->db,
+                           "UPDATE runs SET status = 'queued', started_at = NULL WHERE id = ? "
+                           "AND status = 'running'",
+                           -1, &s, NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_int64(s, 1, id);
+        ok = sqlite3_step(s) == SQLITE_DONE;
+    }
+    sqlite3_finalize(s);
+    hearth_status hs = ok ? HEARTH_OK : db_error(st->db, err, "requeueing a run");
+    pthread_mutex_unlock(&st->mu);
+    return hs;
+}
+
 static bool get_one(agent_store *st, const char *sql, long long id, const char *text,
                     agent_run *out) {
     memset(out, 0, sizeof *out);
@@ -641,9 +673,13 @@ static json_t *run_query(sqlite3 *db, const char *sql, size_t max_rows, hearth_e
 }
 
 json_t *store_query(agent_store *st, const char *sql, size_t max_rows, hearth_error *err) {
-    /* The read-only connection has its own lock inside SQLite; the store's
-     * mutex is not needed, WAL lets it read beside the writer. */
-    return run_query(st->ro, sql, max_rows, err);
+    /* Not under the store's mutex: WAL lets the read-only connection read
+     * beside the writer. */
+    pthread_mutex_lock(&st->ro_mu);
+    st->ro_deadline = store_now() + QUERY_MAX_S;
+    json_t *rows = run_query(st->ro, sql, max_rows, err);
+    pthread_mutex_unlock(&st->ro_mu);
+    return rows;
 }
 
 hearth_status store_check_query(const char *sql, hearth_error *err) {

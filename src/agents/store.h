@@ -94,6 +94,10 @@ typedef struct run_result {
 hearth_status store_finish(agent_store *st, const agent_run *run, const run_result *res,
                            hearth_error *err);
 
+/* Puts a running run back in the queue as it was (a clean shutdown stopped
+ * it: that costs no attempt). */
+hearth_status store_requeue(agent_store *st, long long id, hearth_error *err);
+
 /* Run id (false when none), or the latest run of agent, or its newest runs. */
 bool store_get_run(agent_store *st, long long id, agent_run *out);
 bool store_last_run(agent_store *st, const char *agent, agent_run *out);

@@ -314,6 +314,10 @@ int cli_serve(int argc, char **argv) {
         }
         fprintf(stderr, "hearth: agents from %s; %d interrupted run(s) recovered\n", o.agents,
                 agents_recovered(agents));
+        if (chat == CHAT_NONE) {
+            fprintf(stderr, "hearth: the model has no chat template: agents on the local model "
+                            "will fail (--chat-template NAME gives it one)\n");
+        }
     }
     const sched_params *ep = sched_get_params(s);
     if (ep->n_parallel < o.sp.n_parallel) {
