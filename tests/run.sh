@@ -5,7 +5,8 @@
 #   2. the same programs built with ASan+UBSan;
 #      then the server's Node.js tests (OpenAI SDK, load) on the release build,
 #      the dashboard in headless chromium (tests/web),
-#      and the JSON-schema outputs checked with ajv (tests/grammar);
+#      the JSON-schema outputs checked with ajv (tests/grammar),
+#      and the agents notebook (the README's main job) end to end;
 #   3. each fuzz target for FUZZ_SECONDS (default 60 in all) under ASan+UBSan;
 #   4. a compile-only check of the CUDA sources when nvcc is installed;
 #   5. the format check.
@@ -91,6 +92,18 @@ if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
     fi
 else
     record "[grammar] node and npm missing (tools/deps.sh installs them)" fail
+fi
+
+# The README's main job: the twelve agents of examples/notebook on one model,
+# news through to a fresh digest (the store and inboxes it writes are ignored).
+nb_log=build/notebook.log
+mkdir -p build
+if PORT=$((20000 + $$ % 20000)) timeout 300 examples/notebook/run.sh >"$nb_log" 2>&1 &&
+    sed -n '/^== the digest/,$p' "$nb_log" | grep -q ' succeeded '; then
+    record "[notebook] examples/notebook/run.sh: news reached a new digest" ok
+else
+    tail -n 20 "$nb_log"
+    record "[notebook] examples/notebook/run.sh (see $nb_log)" fail
 fi
 
 # Fuzzing: seeds from fuzz/corpus/<target> plus the shared models.
