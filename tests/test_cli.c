@@ -381,21 +381,7 @@ TEST(mlock_locks_or_explains_the_limit) {
 int main(int argc, char **argv) {
     (void)argc;
     test_init(argv[0]);
-    const char *env = getenv("HEARTH_BIN");
-    if (env && *env) {
-        snprintf(hearth_bin, sizeof hearth_bin, "%s", env);
-    } else {
-        /* build/<kind>/tests/test_cli -> build/<kind>/hearth */
-        snprintf(hearth_bin, sizeof hearth_bin, "%s", argv[0]);
-        char *slash = strrchr(hearth_bin, '/');
-        if (slash) *slash = '\0';
-        slash = strrchr(hearth_bin, '/');
-        if (slash) {
-            strcpy(slash, "/hearth");
-        } else {
-            strcpy(hearth_bin, "../hearth");
-        }
-    }
+    snprintf(hearth_bin, sizeof hearth_bin, "%s", test_hearth_bin(argv[0]));
     static char model[1024];
     snprintf(model, sizeof model, "%s", test_shared("models/stories260K.gguf"));
     model_f32 = model;

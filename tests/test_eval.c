@@ -85,11 +85,7 @@ TEST(bad_input) {
 int main(int argc, char **argv) {
     (void)argc;
     test_init(argv[0]);
-    snprintf(hearth_bin, sizeof hearth_bin, "%s", argv[0]);
-    char *slash = strrchr(hearth_bin, '/');
-    if (slash) *slash = '\0';
-    slash = strrchr(hearth_bin, '/');
-    if (slash) strcpy(slash, "/hearth");
+    snprintf(hearth_bin, sizeof hearth_bin, "%s", test_hearth_bin(argv[0]));
     /* The text: three reference stories, as llama-perplexity was given. */
     snprintf(text_path, sizeof text_path, "%s/stories.txt", test_tmpdir());
     FILE *out = fopen(text_path, "wb");

@@ -533,16 +533,7 @@ TEST(bad_input_fails_cleanly) {
 int main(int argc, char **argv) {
     (void)argc;
     test_init(argv[0]);
-    /* build/<kind>/tests/test_quantize -> build/<kind>/hearth */
-    snprintf(hearth_bin, sizeof hearth_bin, "%s", argv[0]);
-    char *slash = strrchr(hearth_bin, '/');
-    if (slash) *slash = '\0';
-    slash = strrchr(hearth_bin, '/');
-    if (slash) {
-        strcpy(slash, "/hearth");
-    } else {
-        strcpy(hearth_bin, "../hearth");
-    }
+    snprintf(hearth_bin, sizeof hearth_bin, "%s", test_hearth_bin(argv[0]));
     if (!make_models()) {
         printf("FAIL test_quantize/make_models\n");
         return 1;

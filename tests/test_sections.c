@@ -624,21 +624,7 @@ TEST(hearth_run_flags) {
 int main(int argc, char **argv) {
     (void)argc;
     test_init(argv[0]);
-    const char *env = getenv("HEARTH_BIN");
-    if (env && *env) {
-        snprintf(hearth_bin, sizeof hearth_bin, "%s", env);
-    } else {
-        /* build/<kind>/tests/test_sections -> build/<kind>/hearth */
-        snprintf(hearth_bin, sizeof hearth_bin, "%s", argv[0]);
-        char *slash = strrchr(hearth_bin, '/');
-        if (slash) *slash = '\0';
-        slash = strrchr(hearth_bin, '/');
-        if (slash) {
-            strcpy(slash, "/hearth");
-        } else {
-            strcpy(hearth_bin, "../hearth");
-        }
-    }
+    snprintf(hearth_bin, sizeof hearth_bin, "%s", test_hearth_bin(argv[0]));
     hearth_error err;
     if (hearth_model_load(test_shared("models/stories260K.gguf"), NULL, &model, &err) !=
         HEARTH_OK) {
