@@ -194,6 +194,8 @@ typedef enum hearth_device {
 
 typedef struct hearth_model_params {
     bool use_mmap;  /* map the file read-only (default true); false reads it into memory */
+    bool no_repack; /* with use_mmap off, keep the file's layout instead of rewriting matrices
+                       in place into the CPU's faster one (default false: repack) */
     bool use_mlock; /* pin weights, KV caches and scratch in RAM with mlock(2); the load is
                        refused when RLIMIT_MEMLOCK cannot hold them (default false) */
     bool prefault;  /* touch every page of the weights at load, and of the KV cache and
@@ -353,6 +355,7 @@ typedef struct hearth_memory_report {
     uint64_t ram_available_bytes; /* MemAvailable */
     bool mmap, mlock;
     uint32_t n_cast;            /* weight tensors cast */
+    uint32_t n_repacked;        /* weight tensors rewritten in place into the CPU's faster layout */
     hearth_dtype compute_dtype; /* HEARTH_DTYPE_COUNT when weights run as stored */
     const char *compute_why;    /* static */
 } hearth_memory_report;

@@ -15,6 +15,7 @@
  */
 #include <jansson.h>
 #include <linux/capability.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -352,6 +353,72 @@ TEST(compute_types_keep_stories260k_greedy) {
     }
 }
 
+/* Logits of the last prompt_once position on model m into out (n_vocab). */
+static bool prompt_logits(hearth_model *m, float *out) {
+    hearth_context_params cp = ctx_params(64);
+    hearth_context *c = NULL;
+    hearth_error err;
+    if (hearth_context_create(m, &cp, &c, &err) != HEARTH_OK) return false;
+    int32_t pos[N_PROMPT] = {0, 1, 2, 3, 4}, seq[N_PROMPT] = {0};
+    hearth_batch b = {N_PROMPT, prompt_once, pos, seq, NULL};
+    bool ok = hearth_decode(c, &b, &err) == HEARTH_OK;
+    if (ok) {
+        memcpy(out, hearth_get_logits(c, N_PROMPT - 1),
+               (size_t)hearth_model_n_vocab(m) * sizeof *out);
+    }
+    hearth_context_free(c);
+    return ok;
+}
+
+/* Read into memory, Q4_0 matrices are repacked in place for the AVX-512
+ * kernels (where this CPU has them): the same memory, the same logits and
+ * greedy text as the mapped file's layout, and --no-repack keeps the file
+ * layout. */
+TEST(no_mmap_repacks_q4_0_keeping_the_output) {
+    const char *q4 = test_shared("models/stories260K-q4_0.gguf");
+    hearth_model *mapped = NULL, *read = NULL, *kept = NULL;
+    hearth_model_params mp = hearth_model_default_params();
+    hearth_error err;
+    REQUIRE(hearth_model_load(q4, &mp, &mapped, &err) == HEARTH_OK);
+    mp.use_mmap = false;
+    REQUIRE(hearth_model_load(q4, &mp, &read, &err) == HEARTH_OK);
+    mp.no_repack = true;
+    REQUIRE(hearth_model_load(q4, &mp, &kept, &err) == HEARTH_OK);
+    hearth_memory_report r0, r1, r2;
+    hearth_memory_report_get(mapped, &r0);
+    hearth_memory_report_get(read, &r1);
+    hearth_memory_report_get(kept, &r2);
+    bool can = kernel_traits_repacked(HEARTH_DTYPE_Q4_0) != NULL;
+    printf("  %u matrices repacked (%s)\n", r1.n_repacked,
+           can ? "AVX-512 VBMI kernels" : "no repacked layout on this CPU");
+    CHECK(r0.n_repacked == 0 && r2.n_repacked == 0);
+    if (can) {
+        CHECK(r1.n_repacked > 0);
+        CHECK(read->layers[0].wq.kt == kernel_traits_repacked(HEARTH_DTYPE_Q4_0));
+        CHECK(read->layers[0].wq.type == HEARTH_DTYPE_Q4_0);
+    } else {
+        CHECK(r1.n_repacked == 0);
+    }
+    CHECK(read->weight_bytes == mapped->weight_bytes);
+    int nv = hearth_model_n_vocab(mapped);
+    float *l0 = malloc((size_t)nv * sizeof *l0), *l1 = malloc((size_t)nv * sizeof *l1);
+    REQUIRE(l0 && l1);
+    CHECK(prompt_logits(mapped, l0) && prompt_logits(read, l1));
+    float worst = 0;
+    for (int i = 0; i < nv; i++) worst = fmaxf(worst, fabsf(l0[i] - l1[i]));
+    printf("  logits, repacked vs file layout: max abs difference %g\n", (double)worst);
+    CHECK(worst <= 1e-5f);
+    hearth_token g0[N_GEN], g1[N_GEN], g2[N_GEN];
+    int n0 = greedy(mapped, g0, N_GEN), n1 = greedy(read, g1, N_GEN), n2 = greedy(kept, g2, N_GEN);
+    CHECK(n0 == N_GEN && n1 == N_GEN && n2 == N_GEN);
+    CHECK(memcmp(g0, g1, sizeof g0) == 0 && memcmp(g0, g2, sizeof g0) == 0);
+    free(l0);
+    free(l1);
+    hearth_model_free(mapped);
+    hearth_model_free(read);
+    hearth_model_free(kept);
+}
+
 static int read_int_array(const json_t *a, int32_t *out, int cap) {
     int n = 0;
     size_t i;
@@ -534,6 +601,7 @@ int main(int argc, char **argv) {
     RUN(budget_below_plan_is_refused);
     RUN(compute_types_keep_stories260k_greedy);
     RUN(compute_types_keep_moe_top1);
+    RUN(no_mmap_repacks_q4_0_keeping_the_output);
     RUN(mlock_locks_or_says_how_to_raise_the_limit);
     return test_finish();
 }

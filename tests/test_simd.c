@@ -35,6 +35,9 @@ typedef struct variant {
     gemm_fn gemm;
 } variant;
 
+/* Set while the variants under test read rows rewritten by kernel_repack_row. */
+static bool rows_repacked;
+
 enum { MAXN = 4096 + 256 };
 
 /* Compares a dot variant with the reference for size n; returns the
@@ -50,7 +53,11 @@ static double check_dot(const variant *v, int64_t n, bool *ok) {
     kernel_weight_quantizer(v->w_type)(w, wq, n);
     ref->quantize_act(a, aq_ref, n);
     v->quant_act(a, aq, n);
-    double want = ref->vec_dot(n, wq, aq_ref), got = v->dot(n, wq, aq);
+    double want = ref->vec_dot(n, wq, aq_ref);
+    static uint8_t wr[MAXN * 4];
+    memcpy(wr, wq, sizeof wr);
+    bool packed = !rows_repacked || kernel_repack_row(v->w_type, wr, n);
+    double got = v->dot(n, wr, aq);
     /* magnitude: dot of |dequantized values| */
     static float wd[MAXN], ad[MAXN];
     ref->dequantize(wq, wd, n);
@@ -58,7 +65,7 @@ static double check_dot(const variant *v, int64_t n, bool *ok) {
     double mag = 0;
     for (int64_t i = 0; i < n; i++) mag += fabs((double)wd[i] * ad[i]);
     double rel = fabs(got - want) / (mag + 1e-30);
-    *ok = rel < 1e-5;
+    *ok = rel < 1e-5 && packed;
     return rel;
 }
 
@@ -98,6 +105,14 @@ TEST(dot_q4_0) {
     };
     run_variants(vs, sizeof vs / sizeof vs[0], quant_sizes,
                  sizeof quant_sizes / sizeof quant_sizes[0]);
+    variant repacked = {
+        "q4_0 repacked . q8x4 avx512", f->avx512_vnni && f->avx512_vbmi, HEARTH_DTYPE_Q4_0,
+        quantize_row_q8x4_o8_avx512,   vec_dot_q4_0r_q8x4_avx512,        NULL};
+    uint64_t rng_saved = rng; /* the other tests keep their data */
+    rows_repacked = true;
+    run_variants(&repacked, 1, quant_sizes, sizeof quant_sizes / sizeof quant_sizes[0]);
+    rows_repacked = false;
+    rng = rng_saved;
 #else
     (void)f;
 #endif
@@ -261,6 +276,28 @@ TEST(q8_K_quantizers_match_reference) {
 #endif
 }
 
+/* Every tile up to 4 x 4 of rows wq (w_stride apart) by activations aq
+ * (a_stride apart), n wide, equals the dot kernel of each pair. */
+static void check_tiles(const char *what, gemm_fn tile, vec_dot_fn dot, int64_t n,
+                        const uint8_t *wq, size_t w_stride, const uint8_t *aq, size_t a_stride) {
+    enum { R = 4, C = 4 };
+    for (int nr = 1; nr <= R; nr++) {
+        for (int nc = 1; nc <= C; nc++) {
+            float y[C][R];
+            memset(y, 0, sizeof y);
+            tile(n, wq, w_stride, nr, aq, a_stride, nc, &y[0][0], R);
+            for (int c = 0; c < nc; c++) {
+                for (int r = 0; r < nr; r++) {
+                    float want = dot(n, wq + (size_t)r * w_stride, aq + (size_t)c * a_stride);
+                    CHECKF(fabsf(y[c][r] - want) <= 1e-4f * (fabsf(want) + 1.0f),
+                           "%s n=%lld %dx%d [%d][%d]: %g vs %g", what, (long long)n, nr, nc, r, c,
+                           (double)y[c][r], (double)want);
+                }
+            }
+        }
+    }
+}
+
 /* Prefill tiles equal the dot kernel they stand for, for full and partial tiles. */
 TEST(gemm_tiles_match_dots) {
     const cpu_features *f = cpu_get_features();
@@ -287,25 +324,56 @@ TEST(gemm_tiles_match_dots) {
             for (int i = 0; i < N; i++) a[c][i] = rnd();
             quantize_row_q8a_avx512(a[c], aq[c], N);
         }
-        for (int nr = 1; nr <= R; nr++) {
-            for (int nc = 1; nc <= C; nc++) {
-                float y[C][R];
-                memset(y, 0, sizeof y);
-                tiles[k](N, wq[0], sizeof wq[0], nr, aq[0], sizeof aq[0], nc, &y[0][0], R);
-                for (int c = 0; c < nc; c++) {
-                    for (int r = 0; r < nr; r++) {
-                        float want = dots[k](N, wq[r], aq[c]);
-                        CHECKF(fabsf(y[c][r] - want) <= 1e-4f * (fabsf(want) + 1.0f),
-                               "tile %d %dx%d [%d][%d]: %g vs %g", k, nr, nc, r, c, (double)y[c][r],
-                               (double)want);
-                    }
-                }
-            }
-        }
+        check_tiles(k == 0 ? "q4_0 tile" : "q8_0 tile", tiles[k], dots[k], N, wq[0], sizeof wq[0],
+                    aq[0], sizeof aq[0]);
     }
 #else
     (void)f;
 #endif
+}
+
+/* Repacked Q4_0: the rows dequantize to exactly the file's values, and
+ * every tile up to 4 x 4 (whole groups and a partial one, the 4-row
+ * decode kernel included) equals the repacked dot, which check_dot holds
+ * to the reference. */
+TEST(repacked_q4_0_rows_and_tiles) {
+    enum { R = 4, C = 4, MAXW = 2048 };
+    static const int64_t widths[] = {32, 64, 160, 256, 768, 2048};
+    static float w[MAXW], d0[MAXW], d1[MAXW], a[C][MAXW];
+    static uint8_t wq[R][MAXW], aq[C][MAXW * 2];
+    uint64_t rng_saved = rng; /* the other tests keep their data */
+    for (size_t k = 0; k < sizeof widths / sizeof widths[0]; k++) {
+        int64_t n = widths[k];
+        for (int r = 0; r < R; r++) {
+            for (int64_t i = 0; i < n; i++) w[i] = rnd();
+            quantize_row_q4_0_ref(w, wq[r], n);
+            dequantize_row_q4_0_ref(wq[r], d0, n);
+            REQUIRE(kernel_repack_row(HEARTH_DTYPE_Q4_0, wq[r], n));
+            dequantize_row_q4_0r_ref(wq[r], d1, n);
+            CHECKF(memcmp(d0, d1, (size_t)n * sizeof d0[0]) == 0,
+                   "n=%lld row %d dequantizes "
+                   "differently once repacked",
+                   (long long)n, r);
+        }
+        const cpu_features *f = cpu_get_features();
+#if defined(__x86_64__)
+        if (!f->avx512_vnni || !f->avx512_vbmi) continue;
+        for (int c = 0; c < C; c++) {
+            for (int64_t i = 0; i < n; i++) a[c][i] = rnd();
+            quantize_row_q8x4_o8_avx512(a[c], aq[c], n);
+        }
+        check_tiles("q4_0 repacked tile", gemm_q4_0r_q8x4_avx512, vec_dot_q4_0r_q8x4_avx512, n,
+                    wq[0], sizeof wq[0], aq[0], sizeof aq[0]);
+#else
+        (void)f;
+#endif
+    }
+    /* Rows that are not whole blocks are refused and left alone. */
+    memset(wq[0], 7, 64);
+    CHECK(!kernel_repack_row(HEARTH_DTYPE_Q4_0, wq[0], 48));
+    CHECK(!kernel_repack_row(HEARTH_DTYPE_Q8_0, wq[0], 64));
+    CHECK(wq[0][0] == 7 && wq[0][63] == 7);
+    rng = rng_saved;
 }
 
 /* K-quant tiles: every nr x nc up to 4 x 4 equals the dot kernel, at one
@@ -423,6 +491,7 @@ int main(int argc, char **argv) {
     RUN(activation_quantizers_match_reference);
     RUN(q8_K_quantizers_match_reference);
     RUN(gemm_tiles_match_dots);
+    RUN(repacked_q4_0_rows_and_tiles);
     RUN(k_quant_tiles_match_dots);
     RUN(attention_matches_reference);
     return test_finish();

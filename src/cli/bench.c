@@ -4,8 +4,9 @@
  * generation of n tokens one at a time (tg), each repeated and reported as
  * mean ± standard deviation.  For generation it also states the weight
  * bytes one token reads, the bandwidth that achieves, and that as a share
- * of this machine's read bandwidth, which it measures first with the same
- * threads.  Token ids are random: speed does not depend on them.
+ * of this machine's read bandwidth, which it measures with the same
+ * threads before and after every generation run (each run is held to the
+ * bandwidth of its own moment).  Token ids are random: speed does not depend on them.
  */
 #include <jansson.h>
 #include <math.h>
@@ -81,28 +82,50 @@ static void read_worker(void *arg, int ith, int nth) {
     j->sink[ith % 64] = read_range(j->buf + b * 4096, (size_t)(e - b) * 4096);
 }
 
-/* Best-of-5 read bandwidth over 1 GiB with n threads, in bytes/s. */
-static double measure_bandwidth(int threads) {
-    size_t bytes = (size_t)1 << 30;
-    uint8_t *buf = aligned_alloc(4096, bytes);
-    threadpool *pool = NULL;
+/* Read bandwidth probe: a buffer larger than the caches, read by the
+ * bench's thread count.  On a machine whose memory is shared with other
+ * work the bandwidth moves from second to second, so it is measured
+ * around every generation run and each run is set against what the memory
+ * gave just before and just after it. */
+#define PROBE_BYTES ((size_t)512 << 20)
+
+typedef struct probe {
+    uint8_t *buf;
+    threadpool *pool;
+} probe;
+
+static bool probe_open(probe *pr, int threads) {
     hearth_error err;
-    if (!buf || threadpool_create(threads, &pool, &err) != HEARTH_OK) {
-        free(buf);
-        return 0.0;
+    pr->buf = aligned_alloc(4096, PROBE_BYTES);
+    pr->pool = NULL;
+    if (!pr->buf || threadpool_create(threads, &pr->pool, &err) != HEARTH_OK) {
+        free(pr->buf);
+        pr->buf = NULL;
+        return false;
     }
-    memset(buf, 1, bytes);
-    read_job j = {buf, bytes, {0}};
+    memset(pr->buf, 1, PROBE_BYTES);
+    return true;
+}
+
+static void probe_close(probe *pr) {
+    threadpool_free(pr->pool);
+    free(pr->buf);
+}
+
+/* Best of 3 reads of the probe buffer, in bytes/s.  The model's workers
+ * are let fall asleep first so that the probe has the cores to itself. */
+static double probe_bandwidth(probe *pr) {
+    struct timespec nap = {0, 30 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+    read_job j = {pr->buf, PROBE_BYTES, {0}};
     double best = 1e9;
-    for (int r = 0; r < 5; r++) {
+    for (int r = 0; r < 3; r++) {
         double t = now_s();
-        threadpool_run(pool, read_worker, &j);
+        threadpool_run(pr->pool, read_worker, &j);
         t = now_s() - t;
         if (t < best) best = t;
     }
-    threadpool_free(pool);
-    free(buf);
-    return (double)bytes / best;
+    return (double)PROBE_BYTES / best;
 }
 
 /* ---------------------------------------------------------------- runs */
@@ -262,25 +285,41 @@ int cli_bench(int argc, char **argv) {
             stat_add(&pp_stats[i], pp[i] / t);
         }
     }
+    bool gpu = strcmp(hearth_model_device(model), "cpu") != 0;
+    double bytes_tok = (double)hearth_model_bytes_per_token(model);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double rss_before_probe = (double)ru.ru_maxrss * 1024.0;
+    probe pr = {NULL, NULL};
+    bool probing = !gpu && n_gen > 0 && ok && probe_open(&pr, (int)threads);
+    stat_acc bw_stats, share_stats;
+    memset(&bw_stats, 0, sizeof bw_stats);
+    memset(&share_stats, 0, sizeof share_stats);
     if (n_gen > 0 && ok) {
         run_gen(ctx, n_gen < 8 ? (uint32_t)n_gen : 8, n_vocab, &err, &ok);
+        double bw_before = probing ? probe_bandwidth(&pr) : 0.0;
         for (long long r = 0; r < reps && ok; r++) {
             double t = run_gen(ctx, (uint32_t)n_gen, n_vocab, &err, &ok);
             stat_add(&tg_stats, (double)n_gen / t);
+            if (!probing) continue;
+            double bw_after = probe_bandwidth(&pr), bw_run = (bw_before + bw_after) / 2;
+            stat_add(&bw_stats, bw_run);
+            stat_add(&share_stats, (double)n_gen / t * bytes_tok / bw_run);
+            bw_before = bw_after;
         }
     }
+    if (probing) probe_close(&pr);
     if (!ok) {
         cli_error("%s", err.msg);
         goto out;
     }
-    struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double rss_mib = (double)ru.ru_maxrss / 1024.0;
-    /* Measured last, so its 1 GiB buffer stays out of the peak RSS above. */
-    bool gpu = strcmp(hearth_model_device(model), "cpu") != 0;
-    double bw = gpu ? device_bandwidth(model) : measure_bandwidth((int)threads);
-    double bytes_tok = (double)hearth_model_bytes_per_token(model);
+    /* The peak of the model alone: the probe's buffer taken out. */
+    double rss = (double)ru.ru_maxrss * 1024.0 - (probing ? (double)PROBE_BYTES : 0.0);
+    double rss_mib = (rss > rss_before_probe ? rss : rss_before_probe) / (1024.0 * 1024.0);
+    double bw = gpu ? device_bandwidth(model) : stat_mean(&bw_stats);
     double tg = stat_mean(&tg_stats), gbs = tg * bytes_tok / 1e9;
+    double share = gpu ? (bw > 0 ? gbs * 1e9 / bw : 0.0) : stat_mean(&share_stats);
     if (json) {
         json_t *o = json_object();
         json_object_set_new(o, "model", json_string(hearth_model_desc(model)));
@@ -288,6 +327,7 @@ int cli_bench(int argc, char **argv) {
         json_object_set_new(o, "kernels", json_string(cpu_kernel_name()));
         json_object_set_new(o, "device", json_string(hearth_model_device(model)));
         json_object_set_new(o, "read_bandwidth_gbs", json_real(bw / 1e9));
+        json_object_set_new(o, "read_bandwidth_sd_gbs", json_real(stat_sd(&bw_stats) / 1e9));
         json_object_set_new(o, "weight_bytes_per_token", json_integer((json_int_t)bytes_tok));
         json_object_set_new(o, "peak_rss_mib", json_real(rss_mib));
         json_t *arr = json_array();
@@ -305,7 +345,8 @@ int cli_bench(int argc, char **argv) {
             json_object_set_new(e, "sd", json_real(stat_sd(&tg_stats)));
             json_object_set_new(e, "ms_per_token", json_real(tg > 0 ? 1e3 / tg : 0.0));
             json_object_set_new(e, "gbs", json_real(gbs));
-            json_object_set_new(e, "share_of_bandwidth", json_real(bw > 0 ? gbs * 1e9 / bw : 0.0));
+            json_object_set_new(e, "share_of_bandwidth", json_real(share));
+            json_object_set_new(e, "share_sd", json_real(stat_sd(&share_stats)));
             json_array_append_new(arr, e);
         }
         json_object_set_new(o, "results", arr);
@@ -319,10 +360,11 @@ int cli_bench(int argc, char **argv) {
         hearth_memory_report mr;
         hearth_memory_report_get(model, &mr);
         hearth_memory_report_print(&mr, stdout);
-        printf("threads %lld, kernels %s, %s bandwidth %.1f GB/s, weights per token %.1f MB, "
-               "peak RSS %.0f MiB\n",
+        printf("threads %lld, kernels %s, %s bandwidth %.1f ± %.1f GB/s%s, weights per token %.1f "
+               "MB, peak RSS %.0f MiB\n",
                threads, gpu ? "cuda" : cpu_kernel_name(), gpu ? "GPU copy" : "read", bw / 1e9,
-               bytes_tok / 1e6, rss_mib);
+               stat_sd(&bw_stats) / 1e9, gpu ? "" : " (around each tg run)", bytes_tok / 1e6,
+               rss_mib);
         printf("| test   |        tok/s |   ms/tok |  GB/s | of bandwidth |\n");
         printf("| ------ | ------------ | -------- | ----- | ------------ |\n");
         for (int i = 0; i < n_pp; i++) {
@@ -331,9 +373,9 @@ int cli_bench(int argc, char **argv) {
                    stat_sd(&pp_stats[i]), m > 0 ? 1e3 / m : 0.0);
         }
         if (n_gen > 0) {
-            printf("| tg%-4lld | %7.1f ± %-4.1f | %8.3f | %5.1f | %11.0f%% |\n", n_gen, tg,
-                   stat_sd(&tg_stats), tg > 0 ? 1e3 / tg : 0.0, gbs,
-                   bw > 0 ? 100.0 * gbs * 1e9 / bw : 0.0);
+            printf("| tg%-4lld | %7.1f ± %-4.1f | %8.3f | %5.1f | %5.0f%% ± %-3.0f |\n", n_gen, tg,
+                   stat_sd(&tg_stats), tg > 0 ? 1e3 / tg : 0.0, gbs, 100.0 * share,
+                   100.0 * stat_sd(&share_stats));
         }
     }
     rc = 0;

@@ -38,13 +38,14 @@ const char *cli_value(int argc, char **argv, int *i);
 /* Help lines for the flags cli_memory_flag takes. */
 #define CLI_MEMORY_USAGE                                                                           \
     "      --no-mmap           read the model into memory instead of mapping it read-only\n"       \
+    "      --no-repack         keep Q4_0 rows as stored (--no-mmap repacks)\n"                     \
     "      --mlock             pin weights, KV cache and scratch in RAM (checks RLIMIT_MEMLOCK\n"  \
     "                          first; implies --prefault)\n"                                       \
     "      --prefault          touch every page of the model and context at startup\n"             \
     "      --memory-budget SIZE  most memory the model, KV cache and scratch may take, e.g.\n"     \
     "                          20G or 512M (K, M, G, T are powers of 1024) or 'unlimited';\n"      \
-    "                          refused before loading when the plan exceeds it\n"                  \
-    "                          (default 90% of physical RAM)\n"                                    \
+    "                          refused before loading when over it (default 90% of physical "      \
+    "RAM)\n"                                                                                       \
     "      --compute-type auto|f32|f16|bf16|file  type unquantized weight matrices are cast to\n"  \
     "                          at load; auto: bf16 with AVX512_BF16, f16 with F16C, else f32\n"    \
     "                          (default file: as stored)\n"                                        \

@@ -74,6 +74,8 @@ int cli_memory_flag(int argc, char **argv, int *i, hearth_model_params *mp, bool
         mp->prefault = true;
     } else if (!strcmp(a, "--no-mmap")) {
         mp->use_mmap = false;
+    } else if (!strcmp(a, "--no-repack")) {
+        mp->no_repack = true;
     } else if (!strcmp(a, "--memory-budget")) {
         const char *v = cli_value(argc, argv, i);
         if (!v || !cli_parse_size(a, v, &mp->memory_budget)) return 2;

@@ -68,7 +68,10 @@ static const char run_usage[] =
     "                          of the one before; parallel: none, all run at once;\n"
     "                          alternate: every second one does (default chained)\n"
     "      --section-tail N    tokens of the previous section in a prompt (default 48)\n"
-    "      --kv-type f16|f32   KV cache element type (default f16)\n" CLI_MEMORY_USAGE
+    "      --kv-type f16|f32   KV cache element type (default f16)\n";
+
+/* In pieces: C11 compilers need only take string literals of 4095 bytes. */
+static const char run_usage_tail[] =
     "      --verbose           describe the model and context, and print the memory table,\n"
     "                          on stderr\n"
     "  -h, --help              show this help\n";
@@ -115,6 +118,8 @@ static int parse_run_args(int argc, char **argv, run_opts *o, bool *done) {
     } while (0)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(run_usage, stdout);
+            fputs(CLI_MEMORY_USAGE, stdout);
+            fputs(run_usage_tail, stdout);
             *done = true;
             return 0;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {

@@ -115,9 +115,48 @@ void dequantize_row_q8x4_ref(const void *x, float *y, int64_t n) {
     }
 }
 
+/* ---------------------------------------------------------------- repacked Q4_0 */
+
+void dequantize_row_q4_0r_ref(const void *x, float *y, int64_t n) {
+    const uint8_t *q = x;
+    int64_t nb = n / QK4_0;
+    const uint8_t *sc = q + 16 * nb;
+    for (int64_t b = 0; b < nb; b++) {
+        hearth_fp16 h;
+        memcpy(&h, sc + 2 * b, sizeof h);
+        float d = hearth_fp16_to_f32(h);
+        for (int j = 0; j < 16; j++) {
+            y[32 * b + j] = d * (float)((q[16 * b + j] & 15) - 8);
+            y[32 * b + 16 + j] = d * (float)((q[16 * b + j] >> 4) - 8);
+        }
+    }
+}
+
+/* The widest row repacked: its scales are set aside on the stack. */
+#define REPACK_MAX_BLOCKS 4096
+
+bool kernel_repack_row(uint32_t type, void *row, int64_t n) {
+    if (type != HEARTH_DTYPE_Q4_0 || n % QK4_0 || n / QK4_0 > REPACK_MAX_BLOCKS) return false;
+    int64_t nb = n / QK4_0;
+    hearth_fp16 d[REPACK_MAX_BLOCKS];
+    block_q4_0 *blocks = row;
+    for (int64_t b = 0; b < nb; b++) d[b] = blocks[b].d;
+    /* Quants move towards the start (16 b <= 18 b + 2), so in block order
+     * nothing is overwritten before it is moved. */
+    uint8_t *p = row;
+    for (int64_t b = 0; b < nb; b++) memmove(p + 16 * b, p + 18 * b + 2, 16);
+    memcpy(p + 16 * nb, d, (size_t)nb * sizeof d[0]);
+    return true;
+}
+
+const kernel_traits *kernel_traits_repacked(uint32_t type) {
+    return type == HEARTH_DTYPE_Q4_0 ? kernel_traits_get(KERNEL_Q4_0R) : NULL;
+}
+
 uint64_t kernel_row_bytes(uint32_t type, uint64_t n) {
     if (type == KERNEL_ACT_Q8A) return n % QK8A ? 0 : n / QK8A * sizeof(block_q8a);
     if (type == KERNEL_ACT_Q8X4_O8 || type == KERNEL_ACT_Q8X4_O128) return n % 32 ? 0 : 2 * n;
+    if (type == KERNEL_Q4_0R) return dtype_row_bytes(HEARTH_DTYPE_Q4_0, n);
     return dtype_row_bytes(type, n);
 }
 
@@ -180,6 +219,15 @@ static void build(void) {
             t->quantize_act = quantize_row_q8x4_o8_avx512;
             t->vec_dot = vec_dot_q4_0_q8x4_avx512;
             t->gemm = gemm_q4_0_q8x4_avx512;
+        }
+        if ((t = entry(KERNEL_Q4_0R))) {
+            *t = (kernel_traits){.type = KERNEL_Q4_0R,
+                                 .act_type = KERNEL_ACT_Q8X4_O8,
+                                 .dequantize = dequantize_row_q4_0r_ref,
+                                 .quantize_act = quantize_row_q8x4_o8_avx512,
+                                 .vec_dot = vec_dot_q4_0r_q8x4_avx512,
+                                 .gemm = gemm_q4_0r_q8x4_avx512,
+                                 .gemm_decodes = true};
         }
         if ((t = entry(HEARTH_DTYPE_Q8_0))) {
             t->act_type = KERNEL_ACT_Q8X4_O128;

@@ -38,6 +38,8 @@ typedef struct kernel_traits {
     vec_dot_fn vec_dot;           /* (type row) . (act_type row) */
     gemm_fn gemm;                 /* tiles for prefill; NULL: use vec_dot */
     axpy_fn axpy;                 /* y += a * row (F32 and F16 only, for attention) */
+    bool gemm_decodes;            /* gemm with one token streams a large matrix at least as fast as
+                                     vec_dot row by row: decode uses it too */
 } kernel_traits;
 
 /* Attention of one query head over n_pos cached positions of an F16 KV
@@ -57,6 +59,15 @@ attn_head_f16_fn kernel_attn_head_f16(void);
 /* The fastest kernels this CPU has for weights of the given type, or NULL
  * when hearth cannot multiply by that type. */
 const kernel_traits *kernel_traits_get(uint32_t type);
+/* Repacking at load: a weight type may have a layout this CPU multiplies
+ * faster (Q4_0 with AVX-512 VBMI: each row's quants, then its scales).
+ * kernel_traits_repacked gives the kernels for that layout, or NULL when
+ * there is none; kernel_repack_row rewrites one row of n elements in place
+ * into it, in the same bytes, and returns false (leaving the row as it
+ * was) when it cannot.  A repacked weight keeps its type; only its kernels
+ * change, dequantize included. */
+const kernel_traits *kernel_traits_repacked(uint32_t type);
+bool kernel_repack_row(uint32_t type, void *row, int64_t n);
 /* The scalar reference kernels for the type (NULL when none). */
 const kernel_traits *kernel_traits_ref(uint32_t type);
 /* The whole reference table (for the dispatcher). */

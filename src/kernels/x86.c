@@ -764,17 +764,55 @@ T_VBMI static ALWAYS_INLINE wgroup decode_q8_0(const uint8_t *p, int64_t t) {
     return g;
 }
 
-/* Dot of one weight row (block size bs bytes: 18 Q4_0, 34 Q8_0) with one
- * activation row. */
+/* Q4_0 rows repacked at load (see kernel_repack_q4_0): the 16 quant bytes
+ * of every block in order, then every block's f16 scale.  A group of 4
+ * blocks is one 64-byte load of quants and one 8-byte load of scales, with
+ * no byte permutes, and each row streams as one run of whole lines. */
+T_VBMI static ALWAYS_INLINE wgroup decode_q4_0r(const uint8_t *row, int64_t nb, int64_t b,
+                                                int64_t t) {
+    const __m512i m0f = _mm512_set1_epi8(0x0f);
+    const __m256i idx = _mm256_setr_epi16(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const uint8_t *sc = row + 16 * nb + 2 * b;
+    __m512i qs;
+    __m128i d;
+    if (t == 4) {
+        qs = _mm512_loadu_si512((const void *)(row + 16 * b));
+        d = _mm_loadl_epi64((const __m128i *)sc);
+    } else {
+        qs = _mm512_maskz_loadu_epi8(byte_mask(16 * t), row + 16 * b);
+        d = _mm_maskz_loadu_epi16((__mmask8)((1u << t) - 1), sc);
+    }
+    wgroup g;
+    g.lo = _mm512_and_si512(qs, m0f);
+    g.hi = _mm512_and_si512(_mm512_srli_epi16(qs, 4), m0f);
+    g.dw = _mm512_cvtph_ps(_mm256_permutexvar_epi16(idx, _mm256_castsi128_si256(d)));
+    return g;
+}
+
+/* Group b (t blocks) of a row of nb blocks in layout bs: 18 Q4_0, 34 Q8_0,
+ * 16 repacked Q4_0. */
+T_VBMI static ALWAYS_INLINE wgroup decode_at(const uint8_t *row, int64_t nb, int64_t b, int64_t t,
+                                             int bs) {
+    if (bs == 16) return decode_q4_0r(row, nb, b, t);
+    return bs == 18 ? decode_q4_0(row + 18 * b, t) : decode_q8_0(row + 34 * b, t);
+}
+
+/* How far ahead of the block being read a row's bytes are prefetched: the
+ * repacked rows stream fast enough to need more requests in flight. */
+static inline int64_t prefetch_ahead(int bs) {
+    return bs == 16 ? 6144 : bs == 18 ? 4096 : 2048;
+}
+
+/* Dot of one weight row (layout bs, see decode_at) with one activation row. */
 T_VBMI static ALWAYS_INLINE float dot_q8x4(int64_t n, const uint8_t *x, const uint8_t *y, int bs) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t nb = n / 32;
     for (int64_t b = 0; b < nb; b += 4) {
         int64_t t = nb - b < 4 ? nb - b : 4;
         const uint8_t *p = x + bs * b;
-        _mm_prefetch((const char *)p + 2048, _MM_HINT_T0);
-        if (bs > 32) _mm_prefetch((const char *)p + 2048 + 64, _MM_HINT_T0);
-        wgroup g = bs == 18 ? decode_q4_0(p, t) : decode_q8_0(p, t);
+        _mm_prefetch((const char *)p + prefetch_ahead(bs), _MM_HINT_T0);
+        if (bs > 32) _mm_prefetch((const char *)p + prefetch_ahead(bs) + 64, _MM_HINT_T0);
+        wgroup g = decode_at(x, nb, b, t, bs);
         __mmask16 lanes = (__mmask16)((1u << (4 * t)) - 1);
         if (b & 4) {
             acc1 = group_dot(acc1, g.lo, g.hi, g.dw, y + 64 * b, t, lanes);
@@ -791,6 +829,10 @@ T_VBMI float vec_dot_q4_0_q8x4_avx512(int64_t n, const void *w, const void *a) {
 
 T_VBMI float vec_dot_q8_0_q8x4_avx512(int64_t n, const void *w, const void *a) {
     return dot_q8x4(n, w, a, 34);
+}
+
+T_VBMI float vec_dot_q4_0r_q8x4_avx512(int64_t n, const void *w, const void *a) {
+    return dot_q8x4(n, w, a, 16);
 }
 
 /* group_dot for a full group (4 blocks), without masks. */
@@ -816,8 +858,8 @@ T_VBMI static ALWAYS_INLINE void tile_q8x4(int64_t n, const uint8_t *w, size_t w
     __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
     int64_t nb = n / 32, b = 0;
     for (; b + 4 <= nb; b += 4) {
-        wgroup g0 = bs == 18 ? decode_q4_0(r0 + bs * b, 4) : decode_q8_0(r0 + bs * b, 4);
-        wgroup g1 = bs == 18 ? decode_q4_0(r1 + bs * b, 4) : decode_q8_0(r1 + bs * b, 4);
+        wgroup g0 = decode_at(r0, nb, b, 4, bs);
+        wgroup g1 = decode_at(r1, nb, b, 4, bs);
         int64_t o = 64 * b;
         a00 = group_dot4(a00, g0, c0 + o);
         a10 = group_dot4(a10, g1, c0 + o);
@@ -831,8 +873,8 @@ T_VBMI static ALWAYS_INLINE void tile_q8x4(int64_t n, const uint8_t *w, size_t w
     if (b < nb) { /* a partial last group */
         int64_t t = nb - b, o = 64 * b;
         __mmask16 lanes = (__mmask16)((1u << (4 * t)) - 1);
-        wgroup g0 = bs == 18 ? decode_q4_0(r0 + bs * b, t) : decode_q8_0(r0 + bs * b, t);
-        wgroup g1 = bs == 18 ? decode_q4_0(r1 + bs * b, t) : decode_q8_0(r1 + bs * b, t);
+        wgroup g0 = decode_at(r0, nb, b, t, bs);
+        wgroup g1 = decode_at(r1, nb, b, t, bs);
         a00 = group_dot(a00, g0.lo, g0.hi, g0.dw, c0 + o, t, lanes);
         a10 = group_dot(a10, g1.lo, g1.hi, g1.dw, c0 + o, t, lanes);
         a01 = group_dot(a01, g0.lo, g0.hi, g0.dw, c1 + o, t, lanes);
@@ -886,8 +928,8 @@ T_VBMI static ALWAYS_INLINE void tile4_q8x4(int64_t n, const uint8_t *w, size_t 
     int64_t nb = n / 32;
     for (int64_t b = 0; b < nb; b += 4) {
         int64_t o = 64 * b;
-        wgroup g0 = bs == 18 ? decode_q4_0(r0 + bs * b, 4) : decode_q8_0(r0 + bs * b, 4);
-        wgroup g1 = bs == 18 ? decode_q4_0(r1 + bs * b, 4) : decode_q8_0(r1 + bs * b, 4);
+        wgroup g0 = decode_at(r0, nb, b, 4, bs);
+        wgroup g1 = decode_at(r1, nb, b, 4, bs);
         a00 = group_dot4(a00, g0, c0 + o);
         a10 = group_dot4(a10, g1, c0 + o);
         a01 = group_dot4(a01, g0, c1 + o);
@@ -896,8 +938,8 @@ T_VBMI static ALWAYS_INLINE void tile4_q8x4(int64_t n, const uint8_t *w, size_t 
         a12 = group_dot4(a12, g1, c2 + o);
         a03 = group_dot4(a03, g0, c3 + o);
         a13 = group_dot4(a13, g1, c3 + o);
-        wgroup g2 = bs == 18 ? decode_q4_0(r2 + bs * b, 4) : decode_q8_0(r2 + bs * b, 4);
-        wgroup g3 = bs == 18 ? decode_q4_0(r3 + bs * b, 4) : decode_q8_0(r3 + bs * b, 4);
+        wgroup g2 = decode_at(r2, nb, b, 4, bs);
+        wgroup g3 = decode_at(r3, nb, b, 4, bs);
         a20 = group_dot4(a20, g2, c0 + o);
         a30 = group_dot4(a30, g3, c0 + o);
         a21 = group_dot4(a21, g2, c1 + o);
@@ -915,6 +957,10 @@ T_VBMI static ALWAYS_INLINE void tile4_q8x4(int64_t n, const uint8_t *w, size_t 
     }
 }
 
+#ifndef GEMV_AHEAD
+#define GEMV_AHEAD 4096
+#endif
+
 /* Decode: 4 weight rows against one token; the token's activation group is
  * loaded once for the 4 rows, and 4 independent streams keep more memory
  * requests in flight than one row at a time. */
@@ -925,16 +971,17 @@ T_VBMI static ALWAYS_INLINE void gemv4_q8x4(int64_t n, const uint8_t *w, size_t 
     int64_t nb = n / 32;
     for (int64_t b = 0; b < nb; b += 4) {
         int64_t o = 64 * b;
-        for (int k = 0; k < (bs > 32 ? 3 : 2); k++) {
-            _mm_prefetch((const char *)r0 + bs * b + 2048 + 64 * k, _MM_HINT_T0);
-            _mm_prefetch((const char *)r1 + bs * b + 2048 + 64 * k, _MM_HINT_T0);
-            _mm_prefetch((const char *)r2 + bs * b + 2048 + 64 * k, _MM_HINT_T0);
-            _mm_prefetch((const char *)r3 + bs * b + 2048 + 64 * k, _MM_HINT_T0);
+        for (int k = 0; k < (bs > 32 ? 3 : bs > 16 ? 2 : 1); k++) {
+            int64_t at = bs * b + (bs == 16 ? GEMV_AHEAD : 2048) + 64 * k;
+            _mm_prefetch((const char *)r0 + at, _MM_HINT_T0);
+            _mm_prefetch((const char *)r1 + at, _MM_HINT_T0);
+            _mm_prefetch((const char *)r2 + at, _MM_HINT_T0);
+            _mm_prefetch((const char *)r3 + at, _MM_HINT_T0);
         }
-        wgroup g0 = bs == 18 ? decode_q4_0(r0 + bs * b, 4) : decode_q8_0(r0 + bs * b, 4);
-        wgroup g1 = bs == 18 ? decode_q4_0(r1 + bs * b, 4) : decode_q8_0(r1 + bs * b, 4);
-        wgroup g2 = bs == 18 ? decode_q4_0(r2 + bs * b, 4) : decode_q8_0(r2 + bs * b, 4);
-        wgroup g3 = bs == 18 ? decode_q4_0(r3 + bs * b, 4) : decode_q8_0(r3 + bs * b, 4);
+        wgroup g0 = decode_at(r0, nb, b, 4, bs);
+        wgroup g1 = decode_at(r1, nb, b, 4, bs);
+        wgroup g2 = decode_at(r2, nb, b, 4, bs);
+        wgroup g3 = decode_at(r3, nb, b, 4, bs);
         a0 = group_dot4(a0, g0, a + o);
         a1 = group_dot4(a1, g1, a + o);
         a2 = group_dot4(a2, g2, a + o);
@@ -944,49 +991,38 @@ T_VBMI static ALWAYS_INLINE void gemv4_q8x4(int64_t n, const uint8_t *w, size_t 
     _mm_storeu_ps(y, _mm256_castps256_ps128(r));
 }
 
-/* Any tile up to 4 x 4: full 4-row tiles of whole groups at once, else 2-row strips. */
-T_VBMI static void gemm_q4_0_strips(int64_t n, const void *w, size_t w_stride, int nr,
-                                    const void *a, size_t a_stride, int nc, float *y,
-                                    size_t y_stride) {
+/* Any tile up to 4 x 4 of layout bs: full 4-row tiles of whole groups at
+ * once, else 2-row strips. */
+T_VBMI static ALWAYS_INLINE void gemm_strips(int64_t n, const void *w, size_t w_stride, int nr,
+                                             const void *a, size_t a_stride, int nc, float *y,
+                                             size_t y_stride, int bs) {
     if (nr == 4 && n % 128 == 0) {
         if (nc == 1) {
-            gemv4_q8x4(n, w, w_stride, a, y, 18);
+            gemv4_q8x4(n, w, w_stride, a, y, bs);
         } else {
-            tile4_q8x4(n, w, w_stride, a, a_stride, nc, y, y_stride, 18);
+            tile4_q8x4(n, w, w_stride, a, a_stride, nc, y, y_stride, bs);
         }
         return;
     }
     for (int r = 0; r < nr; r += 2) {
         tile_q8x4(n, (const uint8_t *)w + (size_t)r * w_stride, w_stride, nr - r < 2 ? nr - r : 2,
-                  a, a_stride, nc, y + r, y_stride, 18);
+                  a, a_stride, nc, y + r, y_stride, bs);
     }
 }
 
-T_VBMI static void gemm_q8_0_strips(int64_t n, const void *w, size_t w_stride, int nr,
-                                    const void *a, size_t a_stride, int nc, float *y,
-                                    size_t y_stride) {
-    if (nr == 4 && n % 128 == 0) {
-        if (nc == 1) {
-            gemv4_q8x4(n, w, w_stride, a, y, 34);
-        } else {
-            tile4_q8x4(n, w, w_stride, a, a_stride, nc, y, y_stride, 34);
-        }
-        return;
-    }
-    for (int r = 0; r < nr; r += 2) {
-        tile_q8x4(n, (const uint8_t *)w + (size_t)r * w_stride, w_stride, nr - r < 2 ? nr - r : 2,
-                  a, a_stride, nc, y + r, y_stride, 34);
-    }
+T_VBMI void gemm_q4_0_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                                  size_t a_stride, int nc, float *y, size_t y_stride) {
+    gemm_strips(n, w, w_stride, nr, a, a_stride, nc, y, y_stride, 18);
 }
 
-void gemm_q4_0_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
-                           size_t a_stride, int nc, float *y, size_t y_stride) {
-    gemm_q4_0_strips(n, w, w_stride, nr, a, a_stride, nc, y, y_stride);
-}
-
-void gemm_q8_0_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
-                           size_t a_stride, int nc, float *y, size_t y_stride) {
-    gemm_q8_0_strips(n, w, w_stride, nr, a, a_stride, nc, y, y_stride);
+T_VBMI void gemm_q8_0_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                                  size_t a_stride, int nc, float *y, size_t y_stride) {
+    gemm_strips(n, w, w_stride, nr, a, a_stride, nc, y, y_stride, 34);
 }
 
 #endif /* x86-64 */
+
+T_VBMI void gemm_q4_0r_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                                   size_t a_stride, int nc, float *y, size_t y_stride) {
+    gemm_strips(n, w, w_stride, nr, a, a_stride, nc, y, y_stride, 16);
+}

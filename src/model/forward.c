@@ -159,11 +159,13 @@ typedef struct mm_job {
  * prefill, where a group of rows stays in cache while every token passes
  * over it, and decode of a model small enough to live in the caches, where
  * compute bounds the speed; decoding a large model streams from memory, and
- * there one sequential row at a time keeps the prefetchers on track. */
+ * there one sequential row at a time keeps the prefetchers on track, unless
+ * the layout's 4-row kernel streams as well (repacked rows, which also
+ * share the end-of-row reductions of 4 rows). */
 static void mm_rows(const mm_task *t, int64_t r0, int64_t r1, bool tiles) {
     const weight *w = t->w;
     const uint8_t *base = w->data;
-    if (w->kt->gemm && (t->n_tok >= 2 || tiles)) {
+    if (w->kt->gemm && (t->n_tok >= 2 || tiles || w->kt->gemm_decodes)) {
         for (int64_t r = r0; r < r1; r += 4) {
             int nr = (int)(r1 - r < 4 ? r1 - r : 4);
             for (int64_t k = 0; k < t->n_tok; k += 4) {

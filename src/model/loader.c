@@ -383,6 +383,7 @@ hearth_status hearth_model_load(const char *path, const hearth_model_params *par
         }
         if (st == HEARTH_OK) st = model_memory_apply(m, params, err);
         if (st == HEARTH_OK) st = device_model_init(m, params, err);
+        if (st == HEARTH_OK) m->n_repacked = model_repack(m, params);
         if (st == HEARTH_OK) model_describe(m);
         /* gguf_open_progress names the file itself. */
         if (st != HEARTH_OK && m->file) error_prefix(err, st, "%s", path);

@@ -148,14 +148,7 @@ static hearth_dtype compute_dtype(hearth_compute_type t, const char **why) {
 
 /* ---------------------------------------------------------------- the weights */
 
-typedef struct weight_ref {
-    weight *w;
-    bool matrix; /* multiplied by (a cast candidate), not a norm or bias */
-} weight_ref;
-
-/* Every weight of m (the tied output, a view of token_embd, left out);
- * out may be NULL to count them. */
-static size_t weight_refs(hearth_model *m, weight_ref *out) {
+size_t model_weight_refs(hearth_model *m, weight_ref *out) {
     size_t n = 0;
 #define REF(field, mat)                                                                            \
     do {                                                                                           \
@@ -322,10 +315,10 @@ static hearth_status cast_work_build(hearth_model *m, hearth_dtype to, cast_work
                                      hearth_error *err) {
     memset(cw, 0, sizeof *cw);
     if (to == HEARTH_DTYPE_COUNT) return HEARTH_OK;
-    size_t n_all = weight_refs(m, NULL);
+    size_t n_all = model_weight_refs(m, NULL);
     weight_ref *all = malloc(n_all * sizeof *all);
     if (!all) return error_set(err, HEARTH_ERR_NOMEM, "out of memory planning the cast");
-    weight_refs(m, all);
+    model_weight_refs(m, all);
     size_t n = 0;
     for (size_t i = 0; i < n_all; i++) {
         if (should_cast(&all[i], to)) all[n++] = all[i];
@@ -671,12 +664,12 @@ hearth_status model_memory_apply(hearth_model *m, const hearth_model_params *p, 
             if (i < cw.n_release) at = cw.release[i].ptr + cw.release[i].bytes;
         }
         /* The forward pass reads the weights as they are now. */
-        size_t n_all = weight_refs(m, NULL);
+        size_t n_all = model_weight_refs(m, NULL);
         weight_ref *all = malloc(n_all * sizeof *all);
         if (!all) {
             st = error_set(err, HEARTH_ERR_NOMEM, "out of memory");
         } else {
-            weight_refs(m, all);
+            model_weight_refs(m, all);
             m->weight_bytes = 0;
             for (size_t i = 0; i < n_all; i++) m->weight_bytes += weight_bytes(all[i].w);
             free(all);
@@ -838,6 +831,7 @@ void hearth_memory_report_get(const hearth_model *m, hearth_memory_report *out) 
     out->mmap = mem->mmap;
     out->mlock = mem->mlock;
     out->n_cast = mem->n_cast;
+    out->n_repacked = m->n_repacked;
     out->compute_dtype = mem->compute_dtype;
     out->compute_why = mem->compute_why;
 }
@@ -852,6 +846,11 @@ void hearth_memory_report_print(const hearth_memory_report *r, FILE *fp) {
     row(fp, "released", r->released_bytes, "file pages given back once cast");
     row(fp, "cast copies", r->cast_bytes,
         cast_note(r->compute_dtype, r->n_cast, r->compute_why, note, sizeof note));
+    if (r->n_repacked > 0) {
+        snprintf(note, sizeof note, "%u quantized matrices rewritten in place for this CPU",
+                 r->n_repacked);
+        row(fp, "repacked", 0, note);
+    }
     snprintf(note, sizeof note, "%u context%s", r->n_contexts, r->n_contexts == 1 ? "" : "s");
     row(fp, "KV cache", r->kv_bytes, note);
     row(fp, "scratch", r->scratch_bytes, note);

@@ -136,6 +136,7 @@ struct hearth_model {
     weight output;         /* (n_vocab rows, n_embd cols); token_embd when tied */
     layer_weights *layers; /* (n_layer) */
     uint64_t weight_bytes; /* bytes the weights take as the forward pass reads them (cast) */
+    uint32_t n_repacked;   /* matrices rewritten into the CPU's faster layout (repack.c) */
     model_memory *mem;     /* NULL only while loading */
     char desc[256];
     void *gpu;             /* the CUDA backend's copy of the weights (device.c); NULL on the CPU */
@@ -147,6 +148,24 @@ struct hearth_model {
 hearth_status model_bind(hearth_model *m, hearth_error *err);
 /* Writes m->desc from the weights as they are now (loader.c). */
 void model_describe(hearth_model *m);
+
+/* A weight of a model, and whether it is a matrix that is multiplied by
+ * (a cast or repack candidate), not a norm or a bias. */
+typedef struct weight_ref {
+    weight *w;
+    bool matrix;
+} weight_ref;
+
+/* Every weight of m (the tied output, a view of token_embd, left out);
+ * out may be NULL to count them (memory.c). */
+size_t model_weight_refs(hearth_model *m, weight_ref *out);
+
+/* Rewrites, in place, the matrices of a model whose weights are in its own
+ * writable memory (read with use_mmap off) into the layout this CPU
+ * multiplies fastest (kernel_traits_repacked), reporting progress; a
+ * mapped file or a model on a GPU is left as it is.  Returns how many
+ * matrices were repacked (repack.c). */
+uint32_t model_repack(hearth_model *m, const hearth_model_params *p);
 
 /* Plans the memory of m, which is bound but not cast: the compute type of
  * p, what casting costs and gives back, the budget.  Fills a new m->mem
