@@ -491,14 +491,21 @@ static int pass_slots(mm_groups g, int n) {
     return n == 1 ? 1 : g.active ? 4 : n;
 }
 
+/* grid: one block per 2 MM_WARPS rows; grouped launches (experts) give
+ * each warp 4 row pairs. */
 template <int QT>
 static void launch_mvn(cuda_ctx *c, int nt, dim3 grid, const mv_args &a, mm_groups g) {
-    if (nt <= 4)
-        mvn_q_cuda<QT, 4><<<grid, MM_WARPS * 32, 0, c->st>>>(a, g);
-    else if (nt <= 8)
-        mvn_q_cuda<QT, 8><<<grid, MM_WARPS * 32, 0, c->st>>>(a, g);
-    else
-        mvn_q_cuda<QT, MVN_MAX><<<grid, MM_WARPS * 32, 0, c->st>>>(a, g);
+    const dim3 block(MM_WARPS * 32);
+    if (g.active) {
+        grid.x = (grid.x + 3) / 4;
+        mvn_q_cuda<QT, 4, 4><<<grid, block, 0, c->st>>>(a, g);
+    } else if (nt <= 4) {
+        mvn_q_cuda<QT, 4, 1><<<grid, block, 0, c->st>>>(a, g);
+    } else if (nt <= 8) {
+        mvn_q_cuda<QT, 8, 1><<<grid, block, 0, c->st>>>(a, g);
+    } else {
+        mvn_q_cuda<QT, MVN_MAX, 1><<<grid, block, 0, c->st>>>(a, g);
+    }
 }
 
 /* Products through mv_q_cuda of nm matrices (one type, one input width)
@@ -592,13 +599,13 @@ static bool gate_up(cuda_ctx *c, const dweight *gw, const dweight *uw, const flo
             else if (n == 1)
                 mv_glu_q_cuda<DT_Q8_0><<<grid, 1024, 0, c->st>>>(a, g, c->aq2, c->ad2);
             else if (nt <= 4 && q4)
-                mvn_glu_q_cuda<DT_Q4_0, 4><<<grid, 1024, 0, c->st>>>(a, g, c->aq2, c->ad2);
+                mvn_glu_q_cuda<DT_Q4_0, 4><<<grid, MVN_GLU_THREADS, 0, c->st>>>(a, g, c->aq2, c->ad2);
             else if (nt <= 4)
-                mvn_glu_q_cuda<DT_Q8_0, 4><<<grid, 1024, 0, c->st>>>(a, g, c->aq2, c->ad2);
+                mvn_glu_q_cuda<DT_Q8_0, 4><<<grid, MVN_GLU_THREADS, 0, c->st>>>(a, g, c->aq2, c->ad2);
             else if (q4)
-                mvn_glu_q_cuda<DT_Q4_0, 8><<<grid, 1024, 0, c->st>>>(a, g, c->aq2, c->ad2);
+                mvn_glu_q_cuda<DT_Q4_0, 8><<<grid, MVN_GLU_THREADS, 0, c->st>>>(a, g, c->aq2, c->ad2);
             else
-                mvn_glu_q_cuda<DT_Q8_0, 8><<<grid, 1024, 0, c->st>>>(a, g, c->aq2, c->ad2);
+                mvn_glu_q_cuda<DT_Q8_0, 8><<<grid, MVN_GLU_THREADS, 0, c->st>>>(a, g, c->aq2, c->ad2);
             return true;
         }
         const dweight *ws[2] = {gw, uw};
