@@ -7,6 +7,11 @@
  * a stated share of the largest CPU logit, and its greedy token must be
  * the CPU's wherever the CPU's top two are further apart than that bound.
  *
+ * A second check runs decode steps of several sequences at different
+ * positions as one batch (the few-token kernels and their per-size CUDA
+ * graphs) against the same sequences decoded one token at a time, with the
+ * graphs on and off.
+ *
  * Models: stories260K (llama, adjacent-pair RoPE) in F32 with an F32 cache,
  * Q8_0 and Q4_0 with an F16 cache; small random-weight qwen3 (half-split
  * RoPE, q/k norms; Q4_0 and Q4_K) and qwen3moe (routed experts; Q8_0, Q4_0, F16),
@@ -15,8 +20,10 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "convert/convert.h"
 #include "convert/synth.h"
 #include "hearth.h"
 #include "model/device.h"
@@ -37,10 +44,11 @@ static hearth_model *load_on(const char *path, hearth_device dev) {
     return m;
 }
 
-static hearth_context *context_for(const hearth_model *m, hearth_kv_type kv) {
+static hearth_context *context_for(const hearth_model *m, hearth_kv_type kv, uint32_t n_seq) {
     hearth_context_params p = hearth_context_default_params();
     p.n_ctx = 128;
     p.n_batch = 32;
+    p.n_seq = n_seq;
     p.kv_type = kv;
     hearth_context *c = NULL;
     hearth_error err = {HEARTH_OK, ""};
@@ -68,9 +76,10 @@ static bool decode(hearth_context *c, const hearth_token *ids, uint32_t n, int32
 
 /* Compares the last logits of the two contexts; returns false on a
  * failure (printed), and raises *worst to the error seen. */
-static bool compare(const hearth_context *cpu, const hearth_context *gpu, uint32_t row, int32_t nv,
-                    double tol, double *worst, hearth_token *next, int step) {
-    const float *a = hearth_get_logits(cpu, row), *b = hearth_get_logits(gpu, row);
+static bool compare_rows(const hearth_context *cpu, uint32_t row_a, const hearth_context *gpu,
+                         uint32_t row_b, int32_t nv, double tol, double *worst, hearth_token *next,
+                         int step) {
+    const float *a = hearth_get_logits(cpu, row_a), *b = hearth_get_logits(gpu, row_b);
     if (!a || !b) return false;
     double amax = 0, diff = 0;
     int best = 0, second = -1, gbest = 0;
@@ -102,11 +111,17 @@ static bool compare(const hearth_context *cpu, const hearth_context *gpu, uint32
     return true;
 }
 
+static bool compare(const hearth_context *cpu, const hearth_context *gpu, uint32_t row, int32_t nv,
+                    double tol, double *worst, hearth_token *next, int step) {
+    return compare_rows(cpu, row, gpu, row, nv, tol, worst, next, step);
+}
+
 /* Runs the prompt and N_STEPS greedy steps on both devices; tol is the
  * bound on max |gpu - cpu| over max |cpu|. */
 static void check_model(const char *path, hearth_kv_type kv, double tol) {
     hearth_model *mc = load_on(path, HEARTH_DEVICE_CPU), *mg = load_on(path, HEARTH_DEVICE_CUDA);
-    hearth_context *cc = mc ? context_for(mc, kv) : NULL, *cg = mg ? context_for(mg, kv) : NULL;
+    hearth_context *cc = mc ? context_for(mc, kv, 1) : NULL;
+    hearth_context *cg = mg ? context_for(mg, kv, 1) : NULL;
     CHECK(cc && cg);
     if (cc && cg) {
         CHECK(strncmp(hearth_model_device(mg), "cuda", 4) == 0);
@@ -128,6 +143,84 @@ static void check_model(const char *path, hearth_kv_type kv, double tol) {
     hearth_context_free(cg);
     hearth_model_free(mc);
     hearth_model_free(mg);
+}
+
+#define N_SEQS   5
+#define N_BSTEPS 9
+
+/* Decodes n tokens, token i at pos[i] of sequence seq[i], all with logits. */
+static bool decode_seqs(hearth_context *c, uint32_t n, const hearth_token *tok, const int32_t *pos,
+                        const int32_t *seq) {
+    bool want[N_PROMPT];
+    for (uint32_t i = 0; i < n; i++) want[i] = true;
+    hearth_batch b = {n, tok, pos, seq, n > 1 ? want : NULL};
+    hearth_error err = {HEARTH_OK, ""};
+    if (hearth_decode(c, &b, &err) != HEARTH_OK) {
+        printf("  decode: %s\n", err.msg);
+        return false;
+    }
+    return true;
+}
+
+/* N_SEQS sequences with prompts of different lengths, then N_BSTEPS steps
+ * that decode the next token of several of them (all, or all but two; in
+ * an order that rotates, so the same graph sees other sequences in each
+ * row) as one batch in one context and one token at a time in another.
+ * Each batched row's logits must lie within tol (of the largest logit) of
+ * the lone token's, with the same greedy token.  graphs: the CUDA graphs
+ * on or off. */
+static void check_batched(const char *path, hearth_kv_type kv, double tol, bool graphs) {
+    if (!graphs) setenv("HEARTH_CUDA_GRAPHS", "0", 1);
+    hearth_model *m = load_on(path, HEARTH_DEVICE_CUDA);
+    hearth_context *cb = m ? context_for(m, kv, N_SEQS) : NULL;
+    hearth_context *cs = m ? context_for(m, kv, N_SEQS) : NULL;
+    unsetenv("HEARTH_CUDA_GRAPHS");
+    CHECK(cb && cs);
+    if (cb && cs) {
+        const int32_t nv = hearth_model_n_vocab(m);
+        hearth_token next[N_SEQS], prompt[N_PROMPT];
+        int32_t pos[N_SEQS], seq1[N_PROMPT];
+        double worst = 0;
+        bool ok = true;
+        for (int s = 0; ok && s < N_SEQS; s++) {
+            const uint32_t len = 3 + 4 * (uint32_t)s;
+            int32_t pp[N_PROMPT];
+            for (uint32_t i = 0; i < len; i++) {
+                prompt[i] = (hearth_token)(i == 0 ? 1 : (29 * (int)i + 7 * s + 5) % nv);
+                pp[i] = (int32_t)i;
+                seq1[i] = s;
+            }
+            hearth_batch b = {len, prompt, pp, seq1, NULL};
+            hearth_error err = {HEARTH_OK, ""};
+            ok = hearth_decode(cb, &b, &err) == HEARTH_OK &&
+                 hearth_decode(cs, &b, &err) == HEARTH_OK;
+            ok = ok && compare_rows(cs, len - 1, cb, len - 1, nv, tol, &worst, &next[s], 0);
+            pos[s] = (int32_t)len;
+        }
+        for (int step = 1; ok && step <= N_BSTEPS; step++) {
+            const uint32_t n = step % 3 == 0 ? N_SEQS - 2 : N_SEQS;
+            hearth_token tok[N_SEQS];
+            int32_t bp[N_SEQS], bs[N_SEQS];
+            for (uint32_t i = 0; i < n; i++) {
+                bs[i] = (int32_t)((i + (uint32_t)step) % N_SEQS);
+                tok[i] = next[bs[i]];
+                bp[i] = pos[bs[i]];
+            }
+            ok = decode_seqs(cb, n, tok, bp, bs);
+            for (uint32_t i = 0; ok && i < n; i++) {
+                const int s = bs[i];
+                ok = decode_seqs(cs, 1, &tok[i], &bp[i], &bs[i]) &&
+                     compare_rows(cs, 0, cb, i, nv, tol, &worst, &next[s], step);
+                pos[s]++;
+            }
+        }
+        printf("  %s, graphs %s: worst max|batched - alone| / max|alone| = %.2e (bound %.1e)\n",
+               path, graphs ? "on" : "off", worst, tol);
+        CHECK(ok);
+    }
+    hearth_context_free(cb);
+    hearth_context_free(cs);
+    hearth_model_free(m);
 }
 
 /* A small random-weight model of arch and type written with synth: 8
@@ -192,6 +285,40 @@ TEST(qwen3_q4_k) {
     check_model(p, HEARTH_KV_F32, 4e-2);
 }
 
+TEST(batched_stories) {
+    for (int g = 0; g < 2; g++) {
+        check_batched(test_shared("models/stories260K.gguf"), HEARTH_KV_F32, 1e-4, g);
+        check_batched(test_shared("models/stories260K-q4_0.gguf"), HEARTH_KV_F16, 1e-3, g);
+    }
+}
+
+TEST(batched_qwen3) {
+    const char *p = synth_model("qwen3", HEARTH_DTYPE_Q8_0, "qwen3-q8_0");
+    REQUIRE(p);
+    for (int g = 0; g < 2; g++) check_batched(p, HEARTH_KV_F16, 1e-3, g);
+}
+
+TEST(batched_qwen3moe) {
+    static const uint32_t types[2] = {HEARTH_DTYPE_Q4_0, HEARTH_DTYPE_Q8_0};
+    for (int t = 0; t < 2; t++) {
+        const char *p = synth_model("qwen3moe", types[t], t ? "qwen3moe-q8_0" : "qwen3moe-q4_0");
+        REQUIRE(p);
+        for (int g = 0; g < 2; g++) check_batched(p, HEARTH_KV_F16, 1e-3, g);
+    }
+}
+
+/* The converted qwen3_moe checkpoint of tests/data/hf (F16 experts). */
+TEST(batched_hf_qwen3moe) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/cuda-hf-qwen3moe.gguf", test_tmpdir());
+    convert_params cp = {HEARTH_DTYPE_F16, NULL, NULL};
+    hearth_error err = {HEARTH_OK, ""};
+    const hearth_status st = convert_hf_dir("tests/data/hf/qwen3_moe", path, &cp, &err);
+    if (st != HEARTH_OK) printf("  convert: %s\n", err.msg);
+    REQUIRE(st == HEARTH_OK);
+    for (int g = 0; g < 2; g++) check_batched(path, HEARTH_KV_F32, 1e-4, g);
+}
+
 int main(void) {
     test_init("cuda");
     char why[200];
@@ -207,5 +334,9 @@ int main(void) {
     RUN(qwen3moe_q4_0);
     RUN(qwen3moe_f16);
     RUN(qwen3_q4_k);
+    RUN(batched_stories);
+    RUN(batched_qwen3);
+    RUN(batched_qwen3moe);
+    RUN(batched_hf_qwen3moe);
     return test_finish();
 }

@@ -6,8 +6,12 @@
  * RoPE and cache store → attention → output product → residual and
  * RMSNorm → SwiGLU feed-forward or routed experts, and finally the output
  * norm and product for the rows that want logits.  Every launch reads the
- * batch (tokens, positions, sequences) from device memory, so a one-token
- * step is captured once as a CUDA graph and replayed for every later token.
+ * batch (tokens, positions, sequences) from device memory, so a step of n
+ * tokens that all want logits (a decode step of n sequences, n <= MVN_MAX)
+ * is captured once per n as a CUDA graph and replayed for every later one.
+ * Such small batches read each weight row once and multiply it by all
+ * their tokens (mvn_q_cuda, mvn_glu_q_cuda); longer ones take the
+ * tensor-core kernels.
  *
  * The mixture of experts stays on the device too: routing (softmax, top-k,
  * renormalisation) and grouping of the (token, expert) pairs by expert are
@@ -299,14 +303,18 @@ struct cuda_ctx {
     float *ad, *ad2;                     /* (max(n_batch, pairs), ka / 32) x2 */
     void *kc, *vc;                       /* (n_layer, n_seq, n_ctx, k_row / v_row) */
     size_t kv_elem;
-    cudaGraphExec_t graph; /* the one-token step, once captured */
-    bool graph_failed, graphs_off;
-    bool warm; /* one one-token step ran eagerly (loads its kernels) */
+    /* graph[n]: the step of n tokens that all want logits (n <= MVN_MAX),
+     * captured after one such step ran eagerly (warm[n]: its kernels are
+     * loaded) and replayed for every later one */
+    cudaGraphExec_t graph[MVN_MAX + 1];
+    bool graph_failed[MVN_MAX + 1], warm[MVN_MAX + 1];
+    bool graphs_off;
 };
 
 extern "C" void cuda_ctx_free(cuda_ctx *c) {
     if (!c) return;
-    if (c->graph) cudaGraphExecDestroy(c->graph);
+    for (int i = 0; i <= MVN_MAX; i++)
+        if (c->graph[i]) cudaGraphExecDestroy(c->graph[i]);
     void *bufs[] = {c->d_in, c->x, c->xb, c->q, c->k, c->v, c->att, c->tmp, c->tmp2, c->hb,
                     c->hb2, c->cs, c->sn, c->router, c->sel_w, c->shg, c->sel, c->cnt, c->off,
                     c->active, c->active_n, c->slot_tok, c->pair_slot, c->moe_g, c->moe_u,
@@ -477,10 +485,35 @@ static void matmul(cuda_ctx *c, const dweight *w, const float *x, float *y, mm_g
 }
 
 
-/* One-token products through mv_q_cuda of nm matrices (one type, one
- * input width) with the same activations: aq / ad, or x for MV_XF. */
+/* Slots per pass of the few-token kernels (1: the one-token kernels): a
+ * group of experts rarely has more than a few, dense rows all n tokens. */
+static int pass_slots(mm_groups g, int n) {
+    return n == 1 ? 1 : g.active ? 4 : n;
+}
+
+/* grid: one block per 2 MM_WARPS rows; grouped launches (experts) give
+ * each warp 4 row pairs. */
+template <int QT>
+static void launch_mvn(cuda_ctx *c, int nt, dim3 grid, const mv_args &a, mm_groups g) {
+    const dim3 block(MM_WARPS * 32);
+    if (g.active) {
+        grid.x = (grid.x + 3) / 4;
+        mvn_q_cuda<QT, 4, 4><<<grid, block, 0, c->st>>>(a, g);
+    } else if (nt <= 4) {
+        mvn_q_cuda<QT, 4, 1><<<grid, block, 0, c->st>>>(a, g);
+    } else if (nt <= 8) {
+        mvn_q_cuda<QT, 8, 1><<<grid, block, 0, c->st>>>(a, g);
+    } else {
+        mvn_q_cuda<QT, MVN_MAX, 1><<<grid, block, 0, c->st>>>(a, g);
+    }
+}
+
+/* Products through mv_q_cuda of nm matrices (one type, one input width)
+ * with the same activations: aq / ad, or x for MV_XF.  nt > 1 (MV_PLAIN
+ * only): up to nt slots a pass through mvn_q_cuda. */
 static void mv(cuda_ctx *c, int mode, const dweight *const *ws, float *const *ys, int nm,
-               const float *x, mm_groups g, int groups, const int8_t *aq, const float *ad) {
+               const float *x, mm_groups g, int groups, const int8_t *aq, const float *ad,
+               int nt) {
     mv_args a;
     memset(&a, 0, sizeof a);
     int64_t rows = 0;
@@ -501,7 +534,12 @@ static void mv(cuda_ctx *c, int mode, const dweight *const *ws, float *const *ys
                     mode == MV_GLU ? 1u : (unsigned)nm);
     const dim3 block(MM_WARPS * 32);
     const bool q4 = ws[0]->type == DT_Q4_0;
-    if (mode == MV_PLAIN) {
+    if (nt > 1) {
+        if (q4)
+            launch_mvn<DT_Q4_0>(c, nt, grid, a, g);
+        else
+            launch_mvn<DT_Q8_0>(c, nt, grid, a, g);
+    } else if (mode == MV_PLAIN) {
         if (q4)
             mv_q_cuda<DT_Q4_0, MV_PLAIN><<<grid, block, 0, c->st>>>(a, g);
         else
@@ -526,9 +564,9 @@ static bool same_quant(const dweight *a, const dweight *b) {
 /* y = W x for the n rows of x whose activations are already quantized in
  * aq / ad (quantized weights) or for float x. */
 static void project(cuda_ctx *c, const dweight *w, const float *x, float *y, int n) {
-    if (is_quant(w) && n == 1) {
+    if (is_quant(w) && n <= MVN_MAX) {
         float *ys[1] = {y};
-        mv(c, MV_PLAIN, &w, ys, 1, NULL, dense_rows(1), 1, c->aq, c->ad);
+        mv(c, MV_PLAIN, &w, ys, 1, NULL, dense_rows(n), 1, c->aq, c->ad, n);
     } else {
         matmul(c, w, x, y, dense_rows(n), 1, is_quant(w), n == 1 ? 1 : 4);
     }
@@ -539,7 +577,7 @@ static void project(cuda_ctx *c, const dweight *w, const float *x, float *y, int
  * true when h was also quantized, into aq2 / ad2. */
 static bool gate_up(cuda_ctx *c, const dweight *gw, const dweight *uw, const float *x, float *h,
                     float *u, int64_t width, int rows, mm_groups g, int groups, int n) {
-    if (n == 1 && same_quant(gw, uw)) {
+    if (n <= MVN_MAX && same_quant(gw, uw)) {
         mv_args a;
         memset(&a, 0, sizeof a);
         a.q[0] = (const uint8_t *)gw->q;
@@ -554,15 +592,25 @@ static bool gate_up(cuda_ctx *c, const dweight *gw, const dweight *uw, const flo
         a.ka = c->ka;
         if (gw->ne1 % QBLK == 0) {
             const dim3 grid((unsigned)(gw->ne1 / 32), (unsigned)groups);
-            if (gw->type == DT_Q4_0)
+            const bool q4 = gw->type == DT_Q4_0;
+            const int nt = pass_slots(g, n);
+            if (n == 1 && q4)
                 mv_glu_q_cuda<DT_Q4_0><<<grid, 1024, 0, c->st>>>(a, g, c->aq2, c->ad2);
-            else
+            else if (n == 1)
                 mv_glu_q_cuda<DT_Q8_0><<<grid, 1024, 0, c->st>>>(a, g, c->aq2, c->ad2);
+            else if (nt <= 4 && q4)
+                mvn_glu_q_cuda<DT_Q4_0, 4><<<grid, MVN_GLU_THREADS, 0, c->st>>>(a, g, c->aq2, c->ad2);
+            else if (nt <= 4)
+                mvn_glu_q_cuda<DT_Q8_0, 4><<<grid, MVN_GLU_THREADS, 0, c->st>>>(a, g, c->aq2, c->ad2);
+            else if (q4)
+                mvn_glu_q_cuda<DT_Q4_0, 8><<<grid, MVN_GLU_THREADS, 0, c->st>>>(a, g, c->aq2, c->ad2);
+            else
+                mvn_glu_q_cuda<DT_Q8_0, 8><<<grid, MVN_GLU_THREADS, 0, c->st>>>(a, g, c->aq2, c->ad2);
             return true;
         }
         const dweight *ws[2] = {gw, uw};
         float *ys[1] = {h};
-        mv(c, MV_GLU, ws, ys, 2, NULL, g, groups, c->aq, c->ad);
+        mv(c, MV_GLU, ws, ys, 2, NULL, g, groups, c->aq, c->ad, 1);
         return false;
     }
     const int tt = n == 1 ? 1 : 4;
@@ -576,12 +624,12 @@ static bool gate_up(cuda_ctx *c, const dweight *gw, const dweight *uw, const flo
 /* down(h) into y for groups g (rows of h: slots) or dense rows. */
 static void down(cuda_ctx *c, const dweight *w, const float *h, float *y, int rows, mm_groups g,
                  int groups, int n, bool h_quantized) {
-    if (n == 1 && is_quant(w)) {
+    if (n <= MVN_MAX && is_quant(w)) {
         float *ys[1] = {y};
         if (h_quantized)
-            mv(c, MV_PLAIN, &w, ys, 1, NULL, g, groups, c->aq2, c->ad2);
+            mv(c, MV_PLAIN, &w, ys, 1, NULL, g, groups, c->aq2, c->ad2, pass_slots(g, n));
         else
-            mv(c, MV_XF, &w, ys, 1, h, g, groups, NULL, NULL);
+            mv(c, MV_XF, &w, ys, 1, h, g, groups, NULL, NULL, 1);
         return;
     }
     if (is_quant(w)) act_quantize(c, h, w->ne0, rows);
@@ -682,10 +730,10 @@ static void enqueue_forward(cuda_ctx *c, int n, int n_out) {
         add_rmsnorm_cuda<<<n, norm_threads(n), 0, c->st>>>(c->x, pend, (const float *)l->attn_norm.q, c->xb, E,
                                                hp->norm_eps, NULL, qkv_q ? c->aq : NULL, c->ad,
                                                c->ka);
-        if (qkv_q && n == 1) {
+        if (qkv_q && n <= MVN_MAX) {
             const dweight *ws[3] = {&l->wq, &l->wk, &l->wv};
             float *ys[3] = {c->q, c->k, c->v};
-            mv(c, MV_PLAIN, ws, ys, 3, NULL, dense_rows(1), 1, c->aq, c->ad);
+            mv(c, MV_PLAIN, ws, ys, 3, NULL, dense_rows(n), 1, c->aq, c->ad, n);
         } else {
             const int tt = n == 1 ? 1 : 4;
             matmul(c, &l->wq, c->xb, c->q, dense_rows(n), 1, qkv_q, tt);
@@ -704,12 +752,14 @@ static void enqueue_forward(cuda_ctx *c, int n, int n_out) {
         qkv_stage_cuda<<<dim3(hp->n_head + 2 * hp->n_head_kv, n), hd_threads, 0, c->st>>>(a);
         const dim3 agrid(hp->n_head, n);
         const uint32_t group = hp->n_head / hp->n_head_kv;
-        if (n > 1 && hp->head_dim % 8 == 0 && group >= 4 && group <= 32) {
+        /* a few tokens (decode steps of several sequences) take the
+         * one-token kernel's split over positions */
+        if (n > MVN_MAX && hp->head_dim % 8 == 0 && group >= 4 && group <= 32) {
             if (c->kv_f32)
                 attention_gqa_cuda<float><<<dim3(hp->n_head_kv, n), group * 32, 0, c->st>>>(a);
             else
                 attention_gqa_cuda<__half><<<dim3(hp->n_head_kv, n), group * 32, 0, c->st>>>(a);
-        } else if (n > 1 && hp->head_dim % 8 == 0) {
+        } else if (n > MVN_MAX && hp->head_dim % 8 == 0) {
             if (c->kv_f32)
                 attention_prefill_cuda<float><<<agrid, ATP_WARPS * 32, 0, c->st>>>(a);
             else
@@ -757,30 +807,34 @@ extern "C" hearth_status cuda_forward(cuda_ctx *c, uint32_t n, const int32_t *to
     memcpy(c->h_in + 2 * B, seq, n * sizeof(int));
     for (uint32_t t = 0; t < n; t++)
         if (out_rows[t] >= 0) c->h_in[3 * B + out_rows[t]] = (int)t;
-    if (n == 1 && n_out == 1 && !c->graphs_off && !c->graph_failed && c->warm) {
-        if (!c->graph) {
+    /* Every launch of a step of n tokens that all want logits depends on n
+     * alone (tokens, positions, sequences and output rows are read from
+     * d_in, copied inside the step), so one graph per n serves them all. */
+    const bool graphable = n_out == n && n <= MVN_MAX && !c->graphs_off;
+    if (graphable && c->warm[n] && !c->graph_failed[n]) {
+        if (!c->graph[n]) {
             cudaGraph_t g = NULL;
             bool ok = cudaStreamBeginCapture(c->st, cudaStreamCaptureModeThreadLocal) == cudaSuccess;
             if (ok) {
-                enqueue_forward(c, 1, 1);
+                enqueue_forward(c, (int)n, (int)n);
                 ok = cudaStreamEndCapture(c->st, &g) == cudaSuccess && g;
             }
-            ok = ok && cudaGraphInstantiate(&c->graph, g, 0) == cudaSuccess;
+            ok = ok && cudaGraphInstantiate(&c->graph[n], g, 0) == cudaSuccess;
             if (g) cudaGraphDestroy(g);
             if (!ok) {
                 cudaGetLastError();
-                c->graph = NULL;
-                c->graph_failed = true;
+                c->graph[n] = NULL;
+                c->graph_failed[n] = true;
             }
         }
-        if (c->graph) {
-            CK(cudaGraphLaunch(c->graph, c->st));
+        if (c->graph[n]) {
+            CK(cudaGraphLaunch(c->graph[n], c->st));
         } else {
-            enqueue_forward(c, 1, 1);
+            enqueue_forward(c, (int)n, (int)n);
         }
     } else {
         enqueue_forward(c, (int)n, (int)n_out);
-        if (n == 1 && n_out == 1) c->warm = true;
+        if (graphable) c->warm[n] = true;
     }
     CK(cudaGetLastError());
     CK(cudaStreamSynchronize(c->st));

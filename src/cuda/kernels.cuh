@@ -893,6 +893,205 @@ __global__ void __launch_bounds__(1024) mv_glu_q_cuda(mv_args a, mm_groups g, in
     }
 }
 
+/* ---------------------------------------------------------------- a few tokens */
+
+#define MVN_MAX 16 /* the largest batch the few-token kernels take */
+
+/* Batches of 2..MVN_MAX tokens (decode steps of several sequences): the
+ * one-token kernels above with the slot loop moved inside the weight loop,
+ * so each weight block is loaded into registers once and multiplied by
+ * every slot of the pass (NT at most; more slots take more passes).  Each
+ * slot's sums run in the order of the one-token kernels, so a token gets
+ * the products it would get alone. */
+
+/* acc += the int8 dot product of weight block w (scale dw) and block b of
+ * activation row arow. */
+template <int QT>
+__device__ __forceinline__ void dot_act(float &acc, const int *w, float dw, const int8_t *aq,
+                                        const float *ad, int ka, int64_t arow, int b) {
+    const int4 *pa = (const int4 *)(aq + arow * ka + (int64_t)b * QBLK);
+    const int4 a0 = pa[0], a1 = pa[1];
+    const int av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+    const float da = ad[arow * (ka / QBLK) + b];
+    const int isum = QT == DT_Q4_0 ? dot_q4_0(w, av) : dot_q8_0(w, av);
+    acc += (float)isum * (dw * da);
+}
+
+/* Activation rows of the slots j0 .. j0 + NT of a group (the last one
+ * repeated past the end); returns how many are real. */
+template <int NT>
+__device__ __forceinline__ int pass_rows(const mm_groups &g, int s0, int ns, int j0,
+                                         int64_t arow[NT]) {
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        const int s = s0 + (j0 + t < ns ? j0 + t : ns - 1);
+        arow[t] = g.map ? g.map[s] : s;
+    }
+    return ns - j0 < NT ? ns - j0 : NT;
+}
+
+/* mv_q_cuda's MV_PLAIN for several slots: warp w takes the RP row pairs
+ * from 2 RP w of matrix z (RP > 1 for the many short groups of a batch's
+ * experts: fewer, longer blocks). */
+template <int QT, int NT, int RP>
+__global__ void __launch_bounds__(MM_WARPS * 32) mvn_q_cuda(mv_args a, mm_groups g) {
+    int e, s0, ns;
+    if (!mm_group(g, e, s0, ns)) return;
+    constexpr int QB = QT == DT_Q4_0 ? 16 : 32;
+    const int z = blockIdx.z;
+    const int64_t ne1 = a.ne1[z];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int nb = (int)(a.ne0 / QBLK);
+    for (int rp = 0; rp < RP; rp++) {
+        const int64_t r0 = (((int64_t)blockIdx.x * MM_WARPS + warp) * RP + rp) * 2;
+        if (r0 >= ne1) return;
+        const uint8_t *wrow[2];
+        const __half *drow[2];
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) {
+            const int64_t row = (int64_t)e * ne1 + (r0 + rr < ne1 ? r0 + rr : ne1 - 1);
+            wrow[rr] = a.q[z] + row * nb * QB;
+            drow[rr] = a.d[z] + row * nb;
+        }
+        for (int j0 = 0; j0 < ns; j0 += NT) {
+            int64_t arow[NT];
+            const int nt = pass_rows<NT>(g, s0, ns, j0, arow);
+            float acc[NT][2];
+#pragma unroll
+            for (int t = 0; t < NT; t++) acc[t][0] = acc[t][1] = 0.0f;
+            for (int b0 = lane; b0 < nb; b0 += 64) {
+                int w[2][2][QB / 4];
+                float dw[2][2];
+#pragma unroll
+                for (int u = 0; u < 2; u++) {
+                    const int b = b0 + 32 * u < nb ? b0 + 32 * u : b0;
+#pragma unroll
+                    for (int rr = 0; rr < 2; rr++) {
+                        const uint4 *p = (const uint4 *)(wrow[rr] + (int64_t)b * QB);
+#pragma unroll
+                        for (int k = 0; k < QB / 16; k++) {
+                            const uint4 v = __ldg(p + k);
+                            w[u][rr][4 * k] = (int)v.x;
+                            w[u][rr][4 * k + 1] = (int)v.y;
+                            w[u][rr][4 * k + 2] = (int)v.z;
+                            w[u][rr][4 * k + 3] = (int)v.w;
+                        }
+                        dw[u][rr] = __half2float(drow[rr][b]);
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < 2; u++) {
+                    const int b = b0 + 32 * u;
+                    if (b >= nb) break;
+#pragma unroll
+                    for (int t = 0; t < NT; t++) {
+                        if (t >= nt) break;
+#pragma unroll
+                        for (int rr = 0; rr < 2; rr++)
+                            dot_act<QT>(acc[t][rr], w[u][rr], dw[u][rr], a.aq, a.ad, a.ka, arow[t], b);
+                    }
+                }
+            }
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                if (t >= nt) break;
+                const float v0 = warp_sum(acc[t][0]), v1 = warp_sum(acc[t][1]);
+                if (lane == 0) {
+                    float *y = a.y[z] + (int64_t)(s0 + j0 + t) * ne1;
+                    y[r0] = v0;
+                    if (r0 + 1 < ne1) y[r0 + 1] = v1;
+                }
+            }
+        }
+    }
+}
+
+/* mv_glu_q_cuda for several slots: a block of 16 warps computes 32
+ * consecutive rows silu(gate) * up of each slot (two rows a warp, so each
+ * lane has four weight blocks in flight), writes them to y and, as one
+ * Q8_0 block per slot, to oq / od (ne1 a multiple of 32). */
+#define MVN_GLU_THREADS 512
+template <int QT, int NT>
+__global__ void __launch_bounds__(MVN_GLU_THREADS) mvn_glu_q_cuda(mv_args a, mm_groups g,
+                                                                  int8_t *oq, float *od) {
+    int e, s0, ns;
+    if (!mm_group(g, e, s0, ns)) return;
+    constexpr int QB = QT == DT_Q4_0 ? 16 : 32, NW = MVN_GLU_THREADS / 32;
+    __shared__ float h[NT][32];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t ne1 = a.ne1[0], r0 = (int64_t)blockIdx.x * 32 + warp * 2;
+    const int nb = (int)(a.ne0 / QBLK), kb = a.ka / QBLK;
+    const uint8_t *wrow[2][2]; /* [row][gate, up] */
+    const __half *drow[2][2];
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+        const int64_t row = (int64_t)e * ne1 + (r0 + rr < ne1 ? r0 + rr : ne1 - 1);
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+            wrow[rr][mt] = a.q[mt] + row * nb * QB;
+            drow[rr][mt] = a.d[mt] + row * nb;
+        }
+    }
+    for (int j0 = 0; j0 < ns; j0 += NT) {
+        int64_t arow[NT];
+        const int nt = pass_rows<NT>(g, s0, ns, j0, arow);
+        float acc[NT][2][2];
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+#pragma unroll
+            for (int rr = 0; rr < 2; rr++) acc[t][rr][0] = acc[t][rr][1] = 0.0f;
+        for (int b = lane; b < nb; b += 32) {
+            int w[2][2][QB / 4];
+            float dw[2][2];
+#pragma unroll
+            for (int rr = 0; rr < 2; rr++) {
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    const uint4 *p = (const uint4 *)(wrow[rr][mt] + (int64_t)b * QB);
+#pragma unroll
+                    for (int k = 0; k < QB / 16; k++) {
+                        const uint4 v = __ldg(p + k);
+                        w[rr][mt][4 * k] = (int)v.x;
+                        w[rr][mt][4 * k + 1] = (int)v.y;
+                        w[rr][mt][4 * k + 2] = (int)v.z;
+                        w[rr][mt][4 * k + 3] = (int)v.w;
+                    }
+                    dw[rr][mt] = __half2float(drow[rr][mt][b]);
+                }
+            }
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                if (t >= nt) break;
+#pragma unroll
+                for (int rr = 0; rr < 2; rr++)
+#pragma unroll
+                    for (int mt = 0; mt < 2; mt++)
+                        dot_act<QT>(acc[t][rr][mt], w[rr][mt], dw[rr][mt], a.aq, a.ad, a.ka,
+                                    arow[t], b);
+            }
+        }
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            if (t >= nt) break;
+#pragma unroll
+            for (int rr = 0; rr < 2; rr++) {
+                const float v0 = warp_sum(acc[t][rr][0]), v1 = warp_sum(acc[t][rr][1]);
+                if (lane == 0) {
+                    const float hv = v0 / (1.0f + expf(-v0)) * v1;
+                    h[t][warp * 2 + rr] = hv;
+                    if (r0 + rr < ne1) a.y[0][(int64_t)(s0 + j0 + t) * ne1 + r0 + rr] = hv;
+                }
+            }
+        }
+        __syncthreads();
+        for (int t = warp; t < nt; t += NW) {
+            const int64_t s = s0 + j0 + t;
+            quantize_block(h[t][lane], oq + s * a.ka, od + s * kb, blockIdx.x);
+        }
+        __syncthreads();
+    }
+}
+
 /* Routes n tokens, one warp each (8 per block): softmax of the router
  * logits, the k most probable experts (ties to the lower index) and their
  * weights, renormalised to sum 1 when norm is set. */

@@ -166,11 +166,13 @@ void hearth_sampler_accept(hearth_sampler *s, hearth_token id) {
 }
 
 /* Penalises the logits of tokens seen in the window. */
+static bool has_penalties(const hearth_sampler_params *p) {
+    return p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+}
+
 static void apply_penalties(hearth_sampler *s) {
     const hearth_sampler_params *p = &s->params;
-    if (p->repeat_penalty == 1.0f && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f) {
-        return;
-    }
+    if (!has_penalties(p)) return;
     for (int32_t i = 0; i < s->n_window; i++) {
         int32_t id = s->window[i];
         int32_t c = s->counts[id];
@@ -253,6 +255,18 @@ hearth_token hearth_sampler_sample(hearth_sampler *s, const float *logits) {
         memcpy(s->work, logits, (size_t)n * sizeof *s->work);
         hearth_loop_guard_penalize(s->guard, s->work, n);
         logits = s->work;
+    }
+    if (p->temperature <= 0.0f && !s->grammar && !has_penalties(p)) {
+        /* plain greedy: the first largest logit, without the candidate list */
+        int32_t best = 0;
+        float top = logits[0];
+        for (int32_t i = 1; i < n; i++) {
+            if (logits[i] > top) {
+                top = logits[i];
+                best = i;
+            }
+        }
+        return best;
     }
     for (int32_t i = 0; i < n; i++) {
         s->cand[i].id = i;
