@@ -165,11 +165,12 @@ void hearth_sampler_accept(hearth_sampler *s, hearth_token id) {
     s->window_at = (s->window_at + 1) % cap;
 }
 
-/* Penalises the logits of tokens seen in the window. */
+/* Whether any penalty is on. */
 static bool has_penalties(const hearth_sampler_params *p) {
     return p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
 }
 
+/* Penalises the logits of tokens seen in the window. */
 static void apply_penalties(hearth_sampler *s) {
     const hearth_sampler_params *p = &s->params;
     if (!has_penalties(p)) return;
