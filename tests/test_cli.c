@@ -7,6 +7,8 @@
  * also checks the sampler's random stream); bad input must produce exactly
  * one error line on stderr, nothing on stdout and a non-zero status.
  */
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -378,6 +380,61 @@ TEST(mlock_locks_or_explains_the_limit) {
     }
 }
 
+/* hearth bench: pp and tg figures that agree with each other (ms per
+ * token, GB/s from the bytes per token, the share of the read bandwidth
+ * it measured), the bytes per token within the file's weights, and bad
+ * flags refused. */
+TEST(bench_reports_speed_and_bandwidth) {
+    char args[2048];
+    snprintf(args, sizeof args, "bench -m '%s' -t 1 -p 16 -n 8 -r 2 --json", model_f32);
+    result r = run(args);
+    CHECKF(r.status == 0, "bench: status %d: %s", r.status, r.err);
+    json_error_t je;
+    json_t *o = json_loads(r.out, 0, &je);
+    REQUIRE(o);
+    double bw = json_number_value(json_object_get(o, "read_bandwidth_gbs"));
+    double bytes = json_number_value(json_object_get(o, "weight_bytes_per_token"));
+    gguf_file *f = NULL;
+    hearth_error err;
+    REQUIRE(gguf_open(model_f32, true, &f, &err) == HEARTH_OK);
+    uint64_t all = 0;
+    for (uint64_t i = 0; i < f->n_tensors; i++) all += f->tensors[i].nbytes;
+    gguf_close(f);
+    CHECKF(bw > 0.1 && bytes > 0 && bytes <= (double)all, "bandwidth %g GB/s, %g of %llu bytes", bw,
+           bytes, (unsigned long long)all);
+    json_t *res = json_object_get(o, "results");
+    CHECK(json_array_size(res) == 2);
+    const char *names[2] = {"pp16", "tg8"};
+    for (size_t i = 0; i < 2 && i < json_array_size(res); i++) {
+        json_t *e = json_array_get(res, i);
+        double tok_s = json_number_value(json_object_get(e, "tok_s"));
+        CHECKF(!strcmp(json_string_value(json_object_get(e, "test")), names[i]) && tok_s > 0,
+               "result %zu", i);
+        if (i == 1) {
+            double ms = json_number_value(json_object_get(e, "ms_per_token"));
+            double gbs = json_number_value(json_object_get(e, "gbs"));
+            double share = json_number_value(json_object_get(e, "share_of_bandwidth"));
+            CHECKF(fabs(ms - 1e3 / tok_s) < 1e-6 * ms, "ms/token %g at %g tok/s", ms, tok_s);
+            CHECKF(fabs(gbs - tok_s * bytes / 1e9) < 1e-6 * gbs, "%g GB/s", gbs);
+            /* each run is held to the bandwidth around it: the mean share is
+             * near, not equal to, the mean GB/s over the mean bandwidth */
+            CHECKF(share > 0 && share < 4 * gbs / bw + 1e-9, "share %g (%g / %g)", share, gbs, bw);
+        }
+    }
+    json_decref(o);
+    result_free(&r);
+    snprintf(args, sizeof args, "bench -m '%s' -t 1 -p 16 -n 8 -r 1", model_f32);
+    r = run(args);
+    CHECK(r.status == 0 && strstr(r.out, "| tg8 ") && strstr(r.out, "of bandwidth") &&
+          strstr(r.out, "| pp16 "));
+    result_free(&r);
+    expect_error("bench", "-m MODEL");
+    snprintf(args, sizeof args, "bench -m '%s' -r 0", model_f32);
+    expect_error(args, "-r");
+    snprintf(args, sizeof args, "bench -m '%s' --threads x", model_f32);
+    expect_error(args, "--threads");
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     test_init(argv[0]);
@@ -396,5 +453,6 @@ int main(int argc, char **argv) {
     RUN(compute_types_give_the_same_greedy_output);
     RUN(verbose_prints_the_memory_table);
     RUN(mlock_locks_or_explains_the_limit);
+    RUN(bench_reports_speed_and_bandwidth);
     return test_finish();
 }
