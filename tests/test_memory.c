@@ -370,32 +370,31 @@ static bool prompt_logits(hearth_model *m, float *out) {
     return ok;
 }
 
-/* Read into memory, Q4_0 matrices are repacked in place for the AVX-512
- * kernels (where this CPU has them): the same memory, the same logits and
- * greedy text as the mapped file's layout, and --no-repack keeps the file
- * layout. */
-TEST(no_mmap_repacks_q4_0_keeping_the_output) {
-    const char *q4 = test_shared("models/stories260K-q4_0.gguf");
+/* Read into memory, Q4_0 and Q8_0 matrices are repacked in place for the
+ * AVX-512 kernels (where this CPU has them): the same memory, the same
+ * logits and greedy text as the mapped file's layout, and --no-repack
+ * keeps the file layout. */
+static void check_repacked_model(const char *file, uint32_t type) {
+    const char *path = test_shared(file);
     hearth_model *mapped = NULL, *read = NULL, *kept = NULL;
     hearth_model_params mp = hearth_model_default_params();
     hearth_error err;
-    REQUIRE(hearth_model_load(q4, &mp, &mapped, &err) == HEARTH_OK);
+    REQUIRE(hearth_model_load(path, &mp, &mapped, &err) == HEARTH_OK);
     mp.use_mmap = false;
-    REQUIRE(hearth_model_load(q4, &mp, &read, &err) == HEARTH_OK);
+    REQUIRE(hearth_model_load(path, &mp, &read, &err) == HEARTH_OK);
     mp.no_repack = true;
-    REQUIRE(hearth_model_load(q4, &mp, &kept, &err) == HEARTH_OK);
+    REQUIRE(hearth_model_load(path, &mp, &kept, &err) == HEARTH_OK);
     hearth_memory_report r0, r1, r2;
     hearth_memory_report_get(mapped, &r0);
     hearth_memory_report_get(read, &r1);
     hearth_memory_report_get(kept, &r2);
-    bool can = kernel_traits_repacked(HEARTH_DTYPE_Q4_0) != NULL;
-    printf("  %u matrices repacked (%s)\n", r1.n_repacked,
-           can ? "AVX-512 VBMI kernels" : "no repacked layout on this CPU");
+    const kernel_traits *kr = kernel_traits_repacked(type);
+    printf("  %s: %u matrices repacked (%s)\n", file, r1.n_repacked,
+           kr ? "AVX-512 VBMI kernels" : "no repacked layout on this CPU");
     CHECK(r0.n_repacked == 0 && r2.n_repacked == 0);
-    if (can) {
-        CHECK(r1.n_repacked > 0);
-        CHECK(read->layers[0].wq.kt == kernel_traits_repacked(HEARTH_DTYPE_Q4_0));
-        CHECK(read->layers[0].wq.type == HEARTH_DTYPE_Q4_0);
+    CHECK(read->layers[0].wq.type == type);
+    if (kr) {
+        CHECK(r1.n_repacked > 0 && read->layers[0].wq.kt == kr);
     } else {
         CHECK(r1.n_repacked == 0);
     }
@@ -417,6 +416,11 @@ TEST(no_mmap_repacks_q4_0_keeping_the_output) {
     hearth_model_free(mapped);
     hearth_model_free(read);
     hearth_model_free(kept);
+}
+
+TEST(no_mmap_repacks_keeping_the_output) {
+    check_repacked_model("models/stories260K-q4_0.gguf", HEARTH_DTYPE_Q4_0);
+    check_repacked_model("models/stories260K-q8_0.gguf", HEARTH_DTYPE_Q8_0);
 }
 
 static int read_int_array(const json_t *a, int32_t *out, int cap) {
@@ -601,7 +605,7 @@ int main(int argc, char **argv) {
     RUN(budget_below_plan_is_refused);
     RUN(compute_types_keep_stories260k_greedy);
     RUN(compute_types_keep_moe_top1);
-    RUN(no_mmap_repacks_q4_0_keeping_the_output);
+    RUN(no_mmap_repacks_keeping_the_output);
     RUN(mlock_locks_or_says_how_to_raise_the_limit);
     return test_finish();
 }

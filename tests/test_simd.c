@@ -89,6 +89,15 @@ static void run_variants(const variant *vs, size_t nv, const int64_t *sizes, siz
 }
 
 static const int64_t quant_sizes[] = {32, 64, 96, 128, 160, 224, 256, 416, 2048, 4096 + 32};
+
+/* A dot variant over rows rewritten by kernel_repack_row. */
+static void run_repacked(const variant *v) {
+    uint64_t rng_saved = rng; /* the other tests keep their data */
+    rows_repacked = true;
+    run_variants(v, 1, quant_sizes, sizeof quant_sizes / sizeof quant_sizes[0]);
+    rows_repacked = false;
+    rng = rng_saved;
+}
 static const int64_t float_sizes[] = {1,  7,  8,  15,  16,  17,   31,  33,
                                       63, 64, 65, 100, 172, 1000, 4097};
 
@@ -108,11 +117,7 @@ TEST(dot_q4_0) {
     variant repacked = {
         "q4_0 repacked . q8x4 avx512", f->avx512_vnni && f->avx512_vbmi, HEARTH_DTYPE_Q4_0,
         quantize_row_q8x4_o8_avx512,   vec_dot_q4_0r_q8x4_avx512,        NULL};
-    uint64_t rng_saved = rng; /* the other tests keep their data */
-    rows_repacked = true;
-    run_variants(&repacked, 1, quant_sizes, sizeof quant_sizes / sizeof quant_sizes[0]);
-    rows_repacked = false;
-    rng = rng_saved;
+    run_repacked(&repacked);
 #else
     (void)f;
 #endif
@@ -131,6 +136,10 @@ TEST(dot_q8_0) {
     };
     run_variants(vs, sizeof vs / sizeof vs[0], quant_sizes,
                  sizeof quant_sizes / sizeof quant_sizes[0]);
+    variant repacked = {
+        "q8_0 repacked . q8x4 avx512", f->avx512_vnni && f->avx512_vbmi, HEARTH_DTYPE_Q8_0,
+        quantize_row_q8x4_o128_avx512, vec_dot_q8_0r_q8x4_avx512,        NULL};
+    run_repacked(&repacked);
 #else
     (void)f;
 #endif
@@ -332,46 +341,59 @@ TEST(gemm_tiles_match_dots) {
 #endif
 }
 
-/* Repacked Q4_0: the rows dequantize to exactly the file's values, and
- * every tile up to 4 x 4 (whole groups and a partial one, the 4-row
- * decode kernel included) equals the repacked dot, which check_dot holds
- * to the reference. */
-TEST(repacked_q4_0_rows_and_tiles) {
+/* Repacked Q4_0 and Q8_0: the rows dequantize to exactly the file's
+ * values, and every tile up to 4 x 4 (whole groups and a partial one, the
+ * 4-row decode kernel included) equals the repacked dot, which check_dot
+ * holds to the reference. */
+TEST(repacked_rows_and_tiles) {
     enum { R = 4, C = 4, MAXW = 2048 };
-    static const int64_t widths[] = {32, 64, 160, 256, 768, 2048};
+    static const int64_t widths[] = {32, 64, 96, 160, 256, 768, 2048};
     static float w[MAXW], d0[MAXW], d1[MAXW], a[C][MAXW];
-    static uint8_t wq[R][MAXW], aq[C][MAXW * 2];
+    static uint8_t wq[R][MAXW * 2], aq[C][MAXW * 2];
     uint64_t rng_saved = rng; /* the other tests keep their data */
-    for (size_t k = 0; k < sizeof widths / sizeof widths[0]; k++) {
-        int64_t n = widths[k];
-        for (int r = 0; r < R; r++) {
-            for (int64_t i = 0; i < n; i++) w[i] = rnd();
-            quantize_row_q4_0_ref(w, wq[r], n);
-            dequantize_row_q4_0_ref(wq[r], d0, n);
-            REQUIRE(kernel_repack_row(HEARTH_DTYPE_Q4_0, wq[r], n));
-            dequantize_row_q4_0r_ref(wq[r], d1, n);
-            CHECKF(memcmp(d0, d1, (size_t)n * sizeof d0[0]) == 0,
-                   "n=%lld row %d dequantizes "
-                   "differently once repacked",
-                   (long long)n, r);
-        }
-        const cpu_features *f = cpu_get_features();
+    const cpu_features *f = cpu_get_features();
+    bool simd = false;
 #if defined(__x86_64__)
-        if (!f->avx512_vnni || !f->avx512_vbmi) continue;
-        for (int c = 0; c < C; c++) {
-            for (int64_t i = 0; i < n; i++) a[c][i] = rnd();
-            quantize_row_q8x4_o8_avx512(a[c], aq[c], n);
-        }
-        check_tiles("q4_0 repacked tile", gemm_q4_0r_q8x4_avx512, vec_dot_q4_0r_q8x4_avx512, n,
-                    wq[0], sizeof wq[0], aq[0], sizeof aq[0]);
-#else
-        (void)f;
+    simd = f->avx512_vnni && f->avx512_vbmi;
 #endif
+    for (int ty = 0; ty < 2; ty++) {
+        uint32_t type = ty == 0 ? HEARTH_DTYPE_Q4_0 : HEARTH_DTYPE_Q8_0;
+        const kernel_traits *ref = kernel_traits_ref(type);
+        for (size_t k = 0; k < sizeof widths / sizeof widths[0]; k++) {
+            int64_t n = widths[k];
+            for (int r = 0; r < R; r++) {
+                for (int64_t i = 0; i < n; i++) w[i] = rnd();
+                kernel_weight_quantizer(type)(w, wq[r], n);
+                ref->dequantize(wq[r], d0, n);
+                REQUIRE(kernel_repack_row(type, wq[r], n));
+                (ty == 0 ? dequantize_row_q4_0r_ref : dequantize_row_q8_0r_ref)(wq[r], d1, n);
+                CHECKF(memcmp(d0, d1, (size_t)n * sizeof d0[0]) == 0,
+                       "%s n=%lld row %d dequantizes differently once repacked",
+                       hearth_dtype_name(type), (long long)n, r);
+            }
+#if defined(__x86_64__)
+            if (!simd) continue;
+            for (int c = 0; c < C; c++) {
+                for (int64_t i = 0; i < n; i++) a[c][i] = rnd();
+                (ty == 0 ? quantize_row_q8x4_o8_avx512 : quantize_row_q8x4_o128_avx512)(a[c], aq[c],
+                                                                                        n);
+            }
+            if (ty == 0) {
+                check_tiles("q4_0 repacked tile", gemm_q4_0r_q8x4_avx512, vec_dot_q4_0r_q8x4_avx512,
+                            n, wq[0], sizeof wq[0], aq[0], sizeof aq[0]);
+            } else {
+                check_tiles("q8_0 repacked tile", gemm_q8_0r_q8x4_avx512, vec_dot_q8_0r_q8x4_avx512,
+                            n, wq[0], sizeof wq[0], aq[0], sizeof aq[0]);
+            }
+#endif
+        }
     }
-    /* Rows that are not whole blocks are refused and left alone. */
+    if (!simd) printf("  (no AVX-512 VBMI: repacked tiles not tested)\n");
+    /* Rows that are not whole blocks, and other types, are refused and left alone. */
     memset(wq[0], 7, 64);
     CHECK(!kernel_repack_row(HEARTH_DTYPE_Q4_0, wq[0], 48));
-    CHECK(!kernel_repack_row(HEARTH_DTYPE_Q8_0, wq[0], 64));
+    CHECK(!kernel_repack_row(HEARTH_DTYPE_Q8_0, wq[0], 40));
+    CHECK(!kernel_repack_row(HEARTH_DTYPE_F16, wq[0], 32));
     CHECK(wq[0][0] == 7 && wq[0][63] == 7);
     rng = rng_saved;
 }
@@ -491,7 +513,7 @@ int main(int argc, char **argv) {
     RUN(activation_quantizers_match_reference);
     RUN(q8_K_quantizers_match_reference);
     RUN(gemm_tiles_match_dots);
-    RUN(repacked_q4_0_rows_and_tiles);
+    RUN(repacked_rows_and_tiles);
     RUN(k_quant_tiles_match_dots);
     RUN(attention_matches_reference);
     return test_finish();

@@ -38,7 +38,7 @@ const char *cli_value(int argc, char **argv, int *i);
 /* Help lines for the flags cli_memory_flag takes. */
 #define CLI_MEMORY_USAGE                                                                           \
     "      --no-mmap           read the model into memory instead of mapping it read-only\n"       \
-    "      --no-repack         keep Q4_0 rows as stored (--no-mmap repacks)\n"                     \
+    "      --no-repack         keep Q4_0/Q8_0 rows as stored (--no-mmap repacks them)\n"           \
     "      --mlock             pin weights, KV cache and scratch in RAM (checks RLIMIT_MEMLOCK\n"  \
     "                          first; implies --prefault)\n"                                       \
     "      --prefault          touch every page of the model and context at startup\n"             \

@@ -132,31 +132,82 @@ void dequantize_row_q4_0r_ref(const void *x, float *y, int64_t n) {
     }
 }
 
+void dequantize_row_q8_0r_ref(const void *x, float *y, int64_t n) {
+    const int8_t *q = x;
+    int64_t nb = n / QK8_0;
+    const uint8_t *sc = (const uint8_t *)x + 32 * nb;
+    for (int64_t g = 0; g < nb; g += 4) {
+        int64_t t = nb - g < 4 ? nb - g : 4;
+        const int8_t *lo = q + 32 * g, *hi = lo + 16 * t;
+        for (int64_t j = 0; j < t; j++) {
+            hearth_fp16 h;
+            memcpy(&h, sc + 2 * (g + j), sizeof h);
+            float d = hearth_fp16_to_f32(h);
+            for (int k = 0; k < 16; k++) {
+                y[32 * (g + j) + k] = d * (float)lo[16 * j + k];
+                y[32 * (g + j) + 16 + k] = d * (float)hi[16 * j + k];
+            }
+        }
+    }
+}
+
 /* The widest row repacked: its scales are set aside on the stack. */
 #define REPACK_MAX_BLOCKS 4096
 
-bool kernel_repack_row(uint32_t type, void *row, int64_t n) {
-    if (type != HEARTH_DTYPE_Q4_0 || n % QK4_0 || n / QK4_0 > REPACK_MAX_BLOCKS) return false;
-    int64_t nb = n / QK4_0;
-    hearth_fp16 d[REPACK_MAX_BLOCKS];
-    block_q4_0 *blocks = row;
+/* Q4_0: every block's 16 quant bytes in order, then the scales.  Quants
+ * move towards the start (16 b <= 18 b + 2), so in block order nothing is
+ * overwritten before it is moved. */
+static void repack_q4_0(uint8_t *p, int64_t nb, hearth_fp16 *d) {
+    const block_q4_0 *blocks = (const block_q4_0 *)p;
     for (int64_t b = 0; b < nb; b++) d[b] = blocks[b].d;
-    /* Quants move towards the start (16 b <= 18 b + 2), so in block order
-     * nothing is overwritten before it is moved. */
-    uint8_t *p = row;
     for (int64_t b = 0; b < nb; b++) memmove(p + 16 * b, p + 18 * b + 2, 16);
     memcpy(p + 16 * nb, d, (size_t)nb * sizeof d[0]);
+}
+
+/* Q8_0: each group of 4 blocks (t at the end) as the blocks' first 16
+ * quants then their last 16, then the scales.  Group g lands at 128 g,
+ * before its own blocks (136 g + 2) and ending before the next group's,
+ * so each group is copied out whole and written back in group order. */
+static void repack_q8_0(uint8_t *p, int64_t nb, hearth_fp16 *d) {
+    const block_q8_0 *blocks = (const block_q8_0 *)p;
+    for (int64_t b = 0; b < nb; b++) d[b] = blocks[b].d;
+    for (int64_t g = 0; g < nb; g += 4) {
+        int64_t t = nb - g < 4 ? nb - g : 4;
+        int8_t tmp[128];
+        for (int64_t j = 0; j < t; j++) {
+            memcpy(tmp + 16 * j, blocks[g + j].qs, 16);
+            memcpy(tmp + 16 * t + 16 * j, blocks[g + j].qs + 16, 16);
+        }
+        memcpy(p + 32 * g, tmp, (size_t)(32 * t));
+    }
+    memcpy(p + 32 * nb, d, (size_t)nb * sizeof d[0]);
+}
+
+bool kernel_repack_row(uint32_t type, void *row, int64_t n) {
+    if ((type != HEARTH_DTYPE_Q4_0 && type != HEARTH_DTYPE_Q8_0) || n % 32 ||
+        n / 32 > REPACK_MAX_BLOCKS) {
+        return false;
+    }
+    hearth_fp16 d[REPACK_MAX_BLOCKS];
+    if (type == HEARTH_DTYPE_Q4_0) {
+        repack_q4_0(row, n / 32, d);
+    } else {
+        repack_q8_0(row, n / 32, d);
+    }
     return true;
 }
 
 const kernel_traits *kernel_traits_repacked(uint32_t type) {
-    return type == HEARTH_DTYPE_Q4_0 ? kernel_traits_get(KERNEL_Q4_0R) : NULL;
+    return type == HEARTH_DTYPE_Q4_0   ? kernel_traits_get(KERNEL_Q4_0R)
+           : type == HEARTH_DTYPE_Q8_0 ? kernel_traits_get(KERNEL_Q8_0R)
+                                       : NULL;
 }
 
 uint64_t kernel_row_bytes(uint32_t type, uint64_t n) {
     if (type == KERNEL_ACT_Q8A) return n % QK8A ? 0 : n / QK8A * sizeof(block_q8a);
     if (type == KERNEL_ACT_Q8X4_O8 || type == KERNEL_ACT_Q8X4_O128) return n % 32 ? 0 : 2 * n;
     if (type == KERNEL_Q4_0R) return dtype_row_bytes(HEARTH_DTYPE_Q4_0, n);
+    if (type == KERNEL_Q8_0R) return dtype_row_bytes(HEARTH_DTYPE_Q8_0, n);
     return dtype_row_bytes(type, n);
 }
 
@@ -227,6 +278,15 @@ static void build(void) {
                                  .quantize_act = quantize_row_q8x4_o8_avx512,
                                  .vec_dot = vec_dot_q4_0r_q8x4_avx512,
                                  .gemm = gemm_q4_0r_q8x4_avx512,
+                                 .gemm_decodes = true};
+        }
+        if ((t = entry(KERNEL_Q8_0R))) {
+            *t = (kernel_traits){.type = KERNEL_Q8_0R,
+                                 .act_type = KERNEL_ACT_Q8X4_O128,
+                                 .dequantize = dequantize_row_q8_0r_ref,
+                                 .quantize_act = quantize_row_q8x4_o128_avx512,
+                                 .vec_dot = vec_dot_q8_0r_q8x4_avx512,
+                                 .gemm = gemm_q8_0r_q8x4_avx512,
                                  .gemm_decodes = true};
         }
         if ((t = entry(HEARTH_DTYPE_Q8_0))) {

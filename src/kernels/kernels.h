@@ -60,7 +60,8 @@ attn_head_f16_fn kernel_attn_head_f16(void);
  * when hearth cannot multiply by that type. */
 const kernel_traits *kernel_traits_get(uint32_t type);
 /* Repacking at load: a weight type may have a layout this CPU multiplies
- * faster (Q4_0 with AVX-512 VBMI: each row's quants, then its scales).
+ * faster (Q4_0 and Q8_0 with AVX-512 VBMI: each row's quants, then its
+ * scales).
  * kernel_traits_repacked gives the kernels for that layout, or NULL when
  * there is none; kernel_repack_row rewrites one row of n elements in place
  * into it, in the same bytes, and returns false (leaving the row as it

@@ -21,11 +21,13 @@ enum {
     KERNEL_ACT_Q8A = 1000,       /* block_q8a rows */
     KERNEL_ACT_Q8X4_O8 = 1001,   /* block_q8x4 rows, correction for offset 8 (Q4_0 weights) */
     KERNEL_ACT_Q8X4_O128 = 1002, /* block_q8x4 rows, correction for offset 128 (Q8_0 weights) */
-    KERNEL_Q4_0R = 1003          /* Q4_0 rows repacked: all quants, then all scales */
+    KERNEL_Q4_0R = 1003,         /* Q4_0 rows repacked: all quants, then all scales */
+    KERNEL_Q8_0R = 1004          /* Q8_0 rows repacked: quants in groups of 4 blocks, then scales */
 };
 
-/* Repacked Q4_0 rows (kernel_repack_row): the reference dequantizer. */
+/* Repacked rows (kernel_repack_row): the reference dequantizers. */
 void dequantize_row_q4_0r_ref(const void *x, float *y, int64_t n);
+void dequantize_row_q8_0r_ref(const void *x, float *y, int64_t n);
 
 #define QK8A 32
 typedef struct block_q8a {
@@ -90,6 +92,9 @@ void quantize_row_q8x4_o128_avx512(const float *x, void *y, int64_t n);
 float vec_dot_q4_0_q8x4_avx512(int64_t n, const void *w, const void *a);
 float vec_dot_q8_0_q8x4_avx512(int64_t n, const void *w, const void *a);
 float vec_dot_q4_0r_q8x4_avx512(int64_t n, const void *w, const void *a);
+float vec_dot_q8_0r_q8x4_avx512(int64_t n, const void *w, const void *a);
+void gemm_q8_0r_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                            size_t a_stride, int nc, float *y, size_t y_stride);
 void gemm_q4_0r_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
                             size_t a_stride, int nc, float *y, size_t y_stride);
 void gemm_q4_0_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,

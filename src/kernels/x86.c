@@ -764,43 +764,65 @@ T_VBMI static ALWAYS_INLINE wgroup decode_q8_0(const uint8_t *p, int64_t t) {
     return g;
 }
 
-/* Q4_0 rows repacked at load (see kernel_repack_q4_0): the 16 quant bytes
+/* The scales of a repacked group: block j's f16 scale in lanes 4j..4j+3. */
+T_VBMI static ALWAYS_INLINE __m512 repacked_scales(const uint8_t *sc, int64_t t) {
+    const __m256i idx = _mm256_setr_epi16(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m128i d = t == 4 ? _mm_loadl_epi64((const __m128i *)sc)
+                       : _mm_maskz_loadu_epi16((__mmask8)((1u << t) - 1), sc);
+    return _mm512_cvtph_ps(_mm256_permutexvar_epi16(idx, _mm256_castsi128_si256(d)));
+}
+
+/* Q4_0 rows repacked at load (see kernel_repack_row): the 16 quant bytes
  * of every block in order, then every block's f16 scale.  A group of 4
  * blocks is one 64-byte load of quants and one 8-byte load of scales, with
  * no byte permutes, and each row streams as one run of whole lines. */
 T_VBMI static ALWAYS_INLINE wgroup decode_q4_0r(const uint8_t *row, int64_t nb, int64_t b,
                                                 int64_t t) {
     const __m512i m0f = _mm512_set1_epi8(0x0f);
-    const __m256i idx = _mm256_setr_epi16(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    const uint8_t *sc = row + 16 * nb + 2 * b;
-    __m512i qs;
-    __m128i d;
-    if (t == 4) {
-        qs = _mm512_loadu_si512((const void *)(row + 16 * b));
-        d = _mm_loadl_epi64((const __m128i *)sc);
-    } else {
-        qs = _mm512_maskz_loadu_epi8(byte_mask(16 * t), row + 16 * b);
-        d = _mm_maskz_loadu_epi16((__mmask8)((1u << t) - 1), sc);
-    }
+    __m512i qs = t == 4 ? _mm512_loadu_si512((const void *)(row + 16 * b))
+                        : _mm512_maskz_loadu_epi8(byte_mask(16 * t), row + 16 * b);
     wgroup g;
     g.lo = _mm512_and_si512(qs, m0f);
     g.hi = _mm512_and_si512(_mm512_srli_epi16(qs, 4), m0f);
-    g.dw = _mm512_cvtph_ps(_mm256_permutexvar_epi16(idx, _mm256_castsi128_si256(d)));
+    g.dw = repacked_scales(row + 16 * nb + 2 * b, t);
+    return g;
+}
+
+/* Q8_0 rows repacked at load: each group of 4 blocks (t at the end of a
+ * row) as the first 16 quants of its blocks then their last 16, the
+ * activations' own layout, then every block's f16 scale: two loads and
+ * a sign flip, no byte permutes. */
+T_VBMI static ALWAYS_INLINE wgroup decode_q8_0r(const uint8_t *row, int64_t nb, int64_t b,
+                                                int64_t t) {
+    const __m512i off = _mm512_set1_epi8((char)0x80);
+    const uint8_t *q = row + 32 * b;
+    wgroup g;
+    if (t == 4) {
+        g.lo = _mm512_loadu_si512((const void *)q);
+        g.hi = _mm512_loadu_si512((const void *)(q + 64));
+    } else {
+        g.lo = _mm512_maskz_loadu_epi8(byte_mask(16 * t), q);
+        g.hi = _mm512_maskz_loadu_epi8(byte_mask(16 * t), q + 16 * t);
+    }
+    g.lo = _mm512_xor_si512(g.lo, off);
+    g.hi = _mm512_xor_si512(g.hi, off);
+    g.dw = repacked_scales(row + 32 * nb + 2 * b, t);
     return g;
 }
 
 /* Group b (t blocks) of a row of nb blocks in layout bs: 18 Q4_0, 34 Q8_0,
- * 16 repacked Q4_0. */
+ * 16 repacked Q4_0, 32 repacked Q8_0 (bytes of quants per block). */
 T_VBMI static ALWAYS_INLINE wgroup decode_at(const uint8_t *row, int64_t nb, int64_t b, int64_t t,
                                              int bs) {
     if (bs == 16) return decode_q4_0r(row, nb, b, t);
+    if (bs == 32) return decode_q8_0r(row, nb, b, t);
     return bs == 18 ? decode_q4_0(row + 18 * b, t) : decode_q8_0(row + 34 * b, t);
 }
 
 /* How far ahead of the block being read a row's bytes are prefetched: the
  * repacked rows stream fast enough to need more requests in flight. */
 static inline int64_t prefetch_ahead(int bs) {
-    return bs == 16 ? 6144 : bs == 18 ? 4096 : 2048;
+    return bs == 16 || bs == 32 ? 6144 : bs == 18 ? 4096 : 2048;
 }
 
 /* Dot of one weight row (layout bs, see decode_at) with one activation row. */
@@ -811,7 +833,7 @@ T_VBMI static ALWAYS_INLINE float dot_q8x4(int64_t n, const uint8_t *x, const ui
         int64_t t = nb - b < 4 ? nb - b : 4;
         const uint8_t *p = x + bs * b;
         _mm_prefetch((const char *)p + prefetch_ahead(bs), _MM_HINT_T0);
-        if (bs > 32) _mm_prefetch((const char *)p + prefetch_ahead(bs) + 64, _MM_HINT_T0);
+        if (bs >= 32) _mm_prefetch((const char *)p + prefetch_ahead(bs) + 64, _MM_HINT_T0);
         wgroup g = decode_at(x, nb, b, t, bs);
         __mmask16 lanes = (__mmask16)((1u << (4 * t)) - 1);
         if (b & 4) {
@@ -833,6 +855,10 @@ T_VBMI float vec_dot_q8_0_q8x4_avx512(int64_t n, const void *w, const void *a) {
 
 T_VBMI float vec_dot_q4_0r_q8x4_avx512(int64_t n, const void *w, const void *a) {
     return dot_q8x4(n, w, a, 16);
+}
+
+T_VBMI float vec_dot_q8_0r_q8x4_avx512(int64_t n, const void *w, const void *a) {
+    return dot_q8x4(n, w, a, 32);
 }
 
 /* group_dot for a full group (4 blocks), without masks. */
@@ -972,7 +998,7 @@ T_VBMI static ALWAYS_INLINE void gemv4_q8x4(int64_t n, const uint8_t *w, size_t 
     for (int64_t b = 0; b < nb; b += 4) {
         int64_t o = 64 * b;
         for (int k = 0; k < (bs > 32 ? 3 : bs > 16 ? 2 : 1); k++) {
-            int64_t at = bs * b + (bs == 16 ? GEMV_AHEAD : 2048) + 64 * k;
+            int64_t at = bs * b + (bs == 16 || bs == 32 ? GEMV_AHEAD : 2048) + 64 * k;
             _mm_prefetch((const char *)r0 + at, _MM_HINT_T0);
             _mm_prefetch((const char *)r1 + at, _MM_HINT_T0);
             _mm_prefetch((const char *)r2 + at, _MM_HINT_T0);
@@ -1025,4 +1051,9 @@ T_VBMI void gemm_q8_0_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int
 T_VBMI void gemm_q4_0r_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
                                    size_t a_stride, int nc, float *y, size_t y_stride) {
     gemm_strips(n, w, w_stride, nr, a, a_stride, nc, y, y_stride, 16);
+}
+
+T_VBMI void gemm_q8_0r_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                                   size_t a_stride, int nc, float *y, size_t y_stride) {
+    gemm_strips(n, w, w_stride, nr, a, a_stride, nc, y, y_stride, 32);
 }

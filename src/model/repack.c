@@ -2,12 +2,13 @@
  *
  * Decoding streams every weight from memory once per token, so what counts
  * is how close a row's dot product comes to the memory's read rate.  A
- * Q4_0 row as the file stores it interleaves 2-byte scales with 16-byte
- * quants (18-byte blocks): the AVX-512 kernel gathers each group of four
- * blocks with byte permutes from loads that straddle cache lines.  The
- * repacked row holds the same bytes as all its quants then all its scales,
- * so a group is one 64-byte load plus one 8-byte load, and the kernel keeps
- * up with the memory (see kernels/x86.c, decode_q4_0r).
+ * Q4_0 or Q8_0 row as the file stores it interleaves 2-byte scales with
+ * the quants (18- and 34-byte blocks): the AVX-512 kernels gather each
+ * group of four blocks with byte permutes from loads that straddle cache
+ * lines.  The repacked row holds the same bytes as all its quants, in the
+ * order the kernel consumes them, then all its scales, so a group is one
+ * or two 64-byte loads plus one 8-byte load, and the kernel keeps up with
+ * the memory (see kernels/x86.c, decode_q4_0r and decode_q8_0r).
  *
  * Only weights in the model's own memory (the file read with use_mmap off)
  * are rewritten, in place: a mapped file stays shared with the page cache,
@@ -45,7 +46,7 @@ static const kernel_traits *repack_target(const weight_ref *r) {
     if (!r->matrix || !w->data || !w->kt) return NULL;
     const kernel_traits *kt = kernel_traits_repacked(w->type);
     if (!kt || kt == w->kt) return NULL;
-    /* Rows of 32-element blocks only (every Q4_0 row is) and no wider
+    /* Rows of 32-element blocks only (every Q4_0 and Q8_0 row is) and no wider
      * than the repacker's scratch. */
     if (w->ne0 % 32 != 0 || w->ne0 > 32 * 4096) return NULL;
     return kt;
