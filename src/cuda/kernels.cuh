@@ -713,12 +713,20 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t r[4], const __half *p) {
                  : "r"(addr));
 }
 
+/* 16 bytes global -> shared without a register stage; zeros where !valid. */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
+    const unsigned addr = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(addr), "l"(src),
+                 "r"(valid ? 16 : 0)
+                 : "memory");
+}
+
 /* Causal prefill attention on the f16 tensor cores (flash attention) for an
  * f16 cache and head_dim == head_dim_v == HD.  A block takes 64 consecutive
  * tokens of the batch and one query head; each warp holds the query
  * fragments of 16 tokens (rounded to f16, as on the CPU) in registers.  K
- * and V tiles of 64 cache positions pass through shared memory (16-byte
- * loads, rows padded by 16 bytes); per tile a warp forms S = Q K^T with
+ * and V tiles of 64 cache positions pass through shared memory (cp.async,
+ * rows padded by 16 bytes); per tile a warp forms S = Q K^T with
  * m16n8k16 products (f32 sums), scales and masks it (position <= the
  * token's pos, same sequence), folds it into its rows' online softmax,
  * rounds the weights to f16 and adds P V (V fragments by ldmatrix.trans).
@@ -726,7 +734,7 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t r[4], const __half *p) {
  * in turn, the other rows masked.  Output staged through shared memory
  * and stored by attn_store.  Grid (n_head, tiles of 64 tokens). */
 template <int HD>
-__global__ void __launch_bounds__(128) attention_fa_cuda(attn_args a, int n) {
+__global__ void __launch_bounds__(128, 3) attention_fa_cuda(attn_args a, int n) {
     constexpr int RS = HD + 8; /* tile row stride, halves */
     constexpr int TILE = FA_KEYS * RS;
     constexpr int KV_BYTES = 2 * TILE * 2, OUT_BYTES = FA_ROWS * HD * 4;
@@ -791,18 +799,18 @@ __global__ void __launch_bounds__(128) attention_fa_cuda(attn_args a, int n) {
         const __half *K = (const __half *)a.kc + base * k_row + kvh * HD;
         const __half *V = (const __half *)a.vc + base * k_row + kvh * HD;
         for (int k0 = 0; k0 <= pmax; k0 += FA_KEYS) {
-            /* positions past the last one are zero (a stale cache row
-             * could hold anything, and 0 x NaN is NaN) */
-            for (int i = threadIdx.x; i < FA_KEYS * HD / 8; i += blockDim.x) {
+            /* every copy of the tile in flight at once; positions past
+             * the last one are zero-filled (a stale cache row could hold
+             * anything, and 0 x NaN is NaN) */
+#pragma unroll
+            for (int i = threadIdx.x; i < FA_KEYS * HD / 8; i += 128) {
                 const int r = i / (HD / 8), d = i % (HD / 8) * 8;
-                uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
-                if (k0 + r <= pmax) {
-                    kv = *(const uint4 *)(K + (int64_t)(k0 + r) * k_row + d);
-                    vv = *(const uint4 *)(V + (int64_t)(k0 + r) * k_row + d);
-                }
-                *(uint4 *)(ks + r * RS + d) = kv;
-                *(uint4 *)(vs + r * RS + d) = vv;
+                const bool in = k0 + r <= pmax;
+                const int64_t at = in ? (int64_t)(k0 + r) * k_row + d : 0;
+                cp_async16(ks + r * RS + d, K + at, in);
+                cp_async16(vs + r * RS + d, V + at, in);
             }
+            asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;" ::: "memory");
             __syncthreads();
             if (k0 <= wmax) {
                 float sc[FA_KEYS / 8][4];
