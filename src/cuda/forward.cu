@@ -754,7 +754,15 @@ static void enqueue_forward(cuda_ctx *c, int n, int n_out) {
         const uint32_t group = hp->n_head / hp->n_head_kv;
         /* a few tokens (decode steps of several sequences) take the
          * one-token kernel's split over positions */
-        if (n > MVN_MAX && hp->head_dim % 8 == 0 && group >= 4 && group <= 32) {
+        const bool fa = n > MVN_MAX && !c->kv_f32 && hp->head_dim == hp->head_dim_v &&
+                        (hp->head_dim == 64 || hp->head_dim == 128);
+        if (fa) {
+            const dim3 fgrid(hp->n_head, (n + FA_ROWS - 1) / FA_ROWS);
+            if (hp->head_dim == 128)
+                attention_fa_cuda<128><<<fgrid, 128, 0, c->st>>>(a, n);
+            else
+                attention_fa_cuda<64><<<fgrid, 128, 0, c->st>>>(a, n);
+        } else if (n > MVN_MAX && hp->head_dim % 8 == 0 && group >= 4 && group <= 32) {
             if (c->kv_f32)
                 attention_gqa_cuda<float><<<dim3(hp->n_head_kv, n), group * 32, 0, c->st>>>(a);
             else

@@ -687,6 +687,227 @@ __global__ void __launch_bounds__(ATP_WARPS * 32) attention_prefill_cuda(attn_ar
     }
 }
 
+/* ------------------------------------------- tensor-core prefill attention */
+
+#define FA_ROWS 64 /* query rows (tokens) of a block: 16 per warp */
+#define FA_KEYS 64 /* cache positions of a K / V tile */
+
+__device__ __forceinline__ void mma_f16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_half2(float x, float y) {
+    const __half2 h = __floats2half2_rn(x, y);
+    return *(const uint32_t *)&h;
+}
+
+/* Four 8x8 f16 matrices from shared memory, transposed: lanes 8i..8i+7
+ * give the row addresses of matrix i. */
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t r[4], const __half *p) {
+    const unsigned addr = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+/* 16 bytes global -> shared without a register stage; zeros where !valid. */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
+    const unsigned addr = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(addr), "l"(src),
+                 "r"(valid ? 16 : 0)
+                 : "memory");
+}
+
+/* Causal prefill attention on the f16 tensor cores (flash attention) for an
+ * f16 cache and head_dim == head_dim_v == HD.  A block takes 64 consecutive
+ * tokens of the batch and one query head; each warp holds the query
+ * fragments of 16 tokens (rounded to f16, as on the CPU) in registers.  K
+ * and V tiles of 64 cache positions pass through shared memory (cp.async,
+ * rows padded by 16 bytes); per tile a warp forms S = Q K^T with
+ * m16n8k16 products (f32 sums), scales and masks it (position <= the
+ * token's pos, same sequence), folds it into its rows' online softmax,
+ * rounds the weights to f16 and adds P V (V fragments by ldmatrix.trans).
+ * Tokens of several sequences in one tile: the block takes each sequence
+ * in turn, the other rows masked.  Output staged through shared memory
+ * and stored by attn_store.  Grid (n_head, tiles of 64 tokens). */
+template <int HD>
+__global__ void __launch_bounds__(128, 3) attention_fa_cuda(attn_args a, int n) {
+    constexpr int RS = HD + 8; /* tile row stride, halves */
+    constexpr int TILE = FA_KEYS * RS;
+    constexpr int KV_BYTES = 2 * TILE * 2, OUT_BYTES = FA_ROWS * HD * 4;
+    __shared__ __align__(16) unsigned char smem[KV_BYTES > OUT_BYTES ? KV_BYTES : OUT_BYTES];
+    __shared__ int rpos[FA_ROWS], rseq[FA_ROWS], rdone[FA_ROWS], s_seq, s_max;
+    __half *ks = (__half *)smem, *vs = ks + TILE;
+    const int h = blockIdx.x, t0 = (gridDim.y - 1 - blockIdx.y) * FA_ROWS; /* long rows first */
+    const int kvh = h / (a.n_head / a.n_kv), k_row = a.n_kv * HD;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    if (threadIdx.x < FA_ROWS) {
+        const int t = t0 + threadIdx.x;
+        rpos[threadIdx.x] = t < n ? a.pos[t] : -1;
+        rseq[threadIdx.x] = t < n ? a.seq[t] : -1;
+        rdone[threadIdx.x] = t >= n;
+    }
+    __syncthreads();
+    const int r0 = warp * 16 + g, r1 = r0 + 8;
+    const int p0 = rpos[r0], p1 = rpos[r1], sq0 = rseq[r0], sq1 = rseq[r1];
+    uint32_t qf[HD / 16][4];
+    {
+        const float *q0 = a.q + (int64_t)(t0 + r0) * a.n_head * HD + h * HD;
+        const float *q1 = a.q + (int64_t)(t0 + r1) * a.n_head * HD + h * HD;
+        const float2 z = make_float2(0.0f, 0.0f);
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++) {
+            const int d = kk * 16 + 2 * c;
+            const float2 x0 = p0 >= 0 ? *(const float2 *)(q0 + d) : z;
+            const float2 x1 = p1 >= 0 ? *(const float2 *)(q1 + d) : z;
+            const float2 x2 = p0 >= 0 ? *(const float2 *)(q0 + d + 8) : z;
+            const float2 x3 = p1 >= 0 ? *(const float2 *)(q1 + d + 8) : z;
+            qf[kk][0] = pack_half2(x0.x, x0.y);
+            qf[kk][1] = pack_half2(x1.x, x1.y);
+            qf[kk][2] = pack_half2(x2.x, x2.y);
+            qf[kk][3] = pack_half2(x3.x, x3.y);
+        }
+    }
+    float o[HD / 8][4];
+#pragma unroll
+    for (int i = 0; i < HD / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    for (;;) {
+        if (threadIdx.x == 0) { /* the next sequence of the tile and its last position */
+            int s = -1, mx = -1;
+            for (int r = 0; r < FA_ROWS; r++) {
+                if (rdone[r]) continue;
+                if (s < 0) s = rseq[r];
+                if (rseq[r] == s) {
+                    rdone[r] = 1;
+                    mx = rpos[r] > mx ? rpos[r] : mx;
+                }
+            }
+            s_seq = s;
+            s_max = mx;
+        }
+        __syncthreads();
+        const int s = s_seq, pmax = s_max;
+        if (s < 0) break;
+        const bool in0 = sq0 == s, in1 = sq1 == s;
+        int wmax = max(in0 ? p0 : -1, in1 ? p1 : -1);
+        for (int off = 16; off; off >>= 1) wmax = max(wmax, __shfl_xor_sync(0xffffffffu, wmax, off));
+        const int64_t base = a.slot0 + (int64_t)s * a.n_ctx;
+        const __half *K = (const __half *)a.kc + base * k_row + kvh * HD;
+        const __half *V = (const __half *)a.vc + base * k_row + kvh * HD;
+        for (int k0 = 0; k0 <= pmax; k0 += FA_KEYS) {
+            /* every copy of the tile in flight at once; positions past
+             * the last one are zero-filled (a stale cache row could hold
+             * anything, and 0 x NaN is NaN) */
+#pragma unroll
+            for (int i = threadIdx.x; i < FA_KEYS * HD / 8; i += 128) {
+                const int r = i / (HD / 8), d = i % (HD / 8) * 8;
+                const bool in = k0 + r <= pmax;
+                const int64_t at = in ? (int64_t)(k0 + r) * k_row + d : 0;
+                cp_async16(ks + r * RS + d, K + at, in);
+                cp_async16(vs + r * RS + d, V + at, in);
+            }
+            asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;" ::: "memory");
+            __syncthreads();
+            if (k0 <= wmax) {
+                float sc[FA_KEYS / 8][4];
+#pragma unroll
+                for (int j = 0; j < FA_KEYS / 8; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+#pragma unroll
+                for (int kk = 0; kk < HD / 16; kk++) {
+#pragma unroll
+                    for (int j = 0; j < FA_KEYS / 8; j++) {
+                        const __half *kr = ks + (j * 8 + g) * RS + kk * 16 + 2 * c;
+                        mma_f16(sc[j], qf[kk], *(const uint32_t *)kr, *(const uint32_t *)(kr + 8));
+                    }
+                }
+                float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+                for (int j = 0; j < FA_KEYS / 8; j++) {
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int key = k0 + j * 8 + 2 * c + e;
+                        sc[j][e] = in0 && key <= p0 ? sc[j][e] * a.scale : -INFINITY;
+                        sc[j][2 + e] = in1 && key <= p1 ? sc[j][2 + e] * a.scale : -INFINITY;
+                        mx0 = fmaxf(mx0, sc[j][e]);
+                        mx1 = fmaxf(mx1, sc[j][2 + e]);
+                    }
+                }
+                mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+                mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+                mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+                mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+                /* a row with nothing yet subtracts 0: its weights stay 0 */
+                const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+                const float b0 = mn0 == -INFINITY ? 0.0f : mn0, b1 = mn1 == -INFINITY ? 0.0f : mn1;
+                const float cr0 = expf(m0 - b0), cr1 = expf(m1 - b1);
+                float ls0 = 0.0f, ls1 = 0.0f;
+#pragma unroll
+                for (int j = 0; j < FA_KEYS / 8; j++) {
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        sc[j][e] = expf(sc[j][e] - b0);
+                        sc[j][2 + e] = expf(sc[j][2 + e] - b1);
+                        ls0 += sc[j][e];
+                        ls1 += sc[j][2 + e];
+                    }
+                }
+                l0 = l0 * cr0 + ls0;
+                l1 = l1 * cr1 + ls1;
+                m0 = mn0;
+                m1 = mn1;
+#pragma unroll
+                for (int i = 0; i < HD / 8; i++) {
+                    o[i][0] *= cr0;
+                    o[i][1] *= cr0;
+                    o[i][2] *= cr1;
+                    o[i][3] *= cr1;
+                }
+#pragma unroll
+                for (int kk = 0; kk < FA_KEYS / 16; kk++) {
+                    const uint32_t pa[4] = {pack_half2(sc[2 * kk][0], sc[2 * kk][1]),
+                                            pack_half2(sc[2 * kk][2], sc[2 * kk][3]),
+                                            pack_half2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                                            pack_half2(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+                    /* lanes 8i..8i+7: rows of matrix i = (keys +8 for odd i,
+                     * dims +8 for i >= 2) */
+                    const __half *vr = vs + (kk * 16 + (lane & 7) + (lane & 8)) * RS + (lane >> 4) * 8;
+#pragma unroll
+                    for (int i = 0; i < HD / 8; i += 2) {
+                        uint32_t b[4];
+                        ldsm_x4_trans(b, vr + i * 8);
+                        mma_f16(o[i], pa, b[0], b[1]);
+                        mma_f16(o[i + 1], pa, b[2], b[3]);
+                    }
+                }
+            }
+            __syncthreads();
+        }
+    }
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    float *os = (float *)smem; /* the K / V tiles are done with */
+    const float il0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, il1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+#pragma unroll
+    for (int i = 0; i < HD / 8; i++) {
+        const int d = i * 8 + 2 * c;
+        os[r0 * HD + d] = o[i][0] * il0;
+        os[r0 * HD + d + 1] = o[i][1] * il0;
+        os[r1 * HD + d] = o[i][2] * il1;
+        os[r1 * HD + d + 1] = o[i][3] * il1;
+    }
+    __syncthreads();
+    for (int r = warp * 16; r < warp * 16 + 16; r++) {
+        if (rpos[r] < 0) continue;
+        for (int d = lane; d < HD; d += 32) attn_store(a, t0 + r, h, d, os[r * HD + d]);
+    }
+}
+
 /* ---------------------------------------------------------------- experts */
 
 /* out[t] = sum over the token's k pairs of weight * expert output; grid n. */
