@@ -13,6 +13,8 @@
  * f16), which is how the reference implementation computes it.
  */
 #include <math.h>
+#include <stdalign.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,8 +139,21 @@ static void act_convert(hearth_context *ctx, const weight *w, const float *x, in
 
 /* Several matrix products run as one parallel job (Q, K and V; gate and
  * up), so the threads meet once instead of once per matrix.  The rows of
- * all tasks form one range split among the threads in units of 4 rows. */
-#define MM_MAX_TASKS 32
+ * all tasks form one range split among the threads in units of 4 rows.
+ * Each thread takes its share from the front, a few units at a time, so
+ * that it streams one run of memory; a thread that finishes early takes
+ * what is left of the others' shares from their ends.  On a machine whose
+ * cores are also doing other work, no thread then waits at the end of
+ * every product for the one that was slowed down. */
+#define MM_MAX_TASKS   32
+#define MM_MAX_THREADS 64
+#define MM_CLAIM_UNITS 8 /* 32 rows a claim */
+
+/* One thread's share of the units: next from the front (low 32 bits) and
+ * end (high 32 bits), on a cache line of its own. */
+typedef struct mm_span {
+    alignas(64) _Atomic uint64_t span;
+} mm_span;
 
 typedef struct mm_task {
     const weight *w;
@@ -153,6 +168,7 @@ typedef struct mm_job {
     int n;
     bool tiles;                      /* decode with tiles too (a cache-sized model) */
     int64_t units[MM_MAX_TASKS + 1]; /* prefix sums of each task's 4-row units */
+    mm_span share[MM_MAX_THREADS];   /* set by mm_run */
 } mm_job;
 
 /* Rows [r0, r1) of one task.  Tiles (4 rows x up to 4 tokens) serve
@@ -185,10 +201,8 @@ static void mm_rows(const mm_task *t, int64_t r0, int64_t r1, bool tiles) {
     }
 }
 
-static void mm_worker(void *arg, int ith, int nth) {
-    mm_job *j = arg;
-    int64_t b, e;
-    threadpool_split(j->units[j->n], ith, nth, &b, &e);
+/* Units [b, e) of the job's tasks. */
+static void mm_units(const mm_job *j, int64_t b, int64_t e) {
     for (int i = 0; i < j->n && b < e; i++) {
         int64_t lo = j->units[i], hi = j->units[i + 1];
         if (e <= lo || b >= hi) continue;
@@ -196,6 +210,38 @@ static void mm_worker(void *arg, int ith, int nth) {
         int64_t rows = j->t[i].w->ne1;
         int64_t r0 = (u0 - lo) * 4, r1 = (u1 - lo) * 4 < rows ? (u1 - lo) * 4 : rows;
         mm_rows(&j->t[i], r0, r1, j->tiles);
+    }
+}
+
+/* Takes up to MM_CLAIM_UNITS units of share k, from its front or its end. */
+static bool mm_claim(mm_job *j, int k, bool front, int64_t *b, int64_t *e) {
+    uint64_t cur = atomic_load_explicit(&j->share[k].span, memory_order_relaxed);
+    for (;;) {
+        uint32_t lo = (uint32_t)cur, hi = (uint32_t)(cur >> 32);
+        if (lo >= hi) return false;
+        uint32_t take = hi - lo < MM_CLAIM_UNITS ? hi - lo : MM_CLAIM_UNITS;
+        uint64_t next =
+            front ? ((uint64_t)hi << 32) | (lo + take) : ((uint64_t)(hi - take) << 32) | lo;
+        if (atomic_compare_exchange_weak_explicit(&j->share[k].span, &cur, next,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+            *b = front ? lo : hi - take;
+            *e = front ? lo + take : hi;
+            return true;
+        }
+    }
+}
+
+static void mm_worker(void *arg, int ith, int nth) {
+    mm_job *j = arg;
+    int64_t b, e;
+    if (nth > MM_MAX_THREADS) {
+        threadpool_split(j->units[j->n], ith, nth, &b, &e);
+        mm_units(j, b, e);
+        return;
+    }
+    while (mm_claim(j, ith, true, &b, &e)) mm_units(j, b, e);
+    for (int k = 1; k < nth; k++) {
+        while (mm_claim(j, (ith + k) % nth, false, &b, &e)) mm_units(j, b, e);
     }
 }
 
@@ -216,6 +262,13 @@ static void mm_add(mm_job *j, const weight *w, const uint8_t *act, size_t stride
 
 static void mm_run(hearth_context *ctx, mm_job *j) {
     j->tiles = ctx->model->weight_bytes <= CACHE_RESIDENT_BYTES;
+    int nth = threadpool_size(ctx->pool);
+    for (int k = 0; k < nth && k < MM_MAX_THREADS; k++) {
+        int64_t b, e;
+        threadpool_split(j->units[j->n], k, nth, &b, &e);
+        atomic_store_explicit(&j->share[k].span, ((uint64_t)e << 32) | (uint64_t)b,
+                              memory_order_relaxed);
+    }
     threadpool_run(ctx->pool, mm_worker, j);
 }
 
