@@ -502,6 +502,50 @@ TEST(attention_matches_reference) {
 #endif
 }
 
+/* Argmax: the first index of the largest value, NaNs never winning, equal
+ * to a definition computed apart (the maximum of the non-NaN values, then
+ * its first index) and to the scalar scan, on ties, NaNs, infinities and
+ * every tail length. */
+static int32_t argmax_by_definition(const float *x, int32_t n) {
+    if (isnan(x[0])) return 0;
+    float m = x[0];
+    for (int32_t i = 1; i < n; i++) {
+        if (!isnan(x[i]) && x[i] > m) m = x[i];
+    }
+    for (int32_t i = 0; i < n; i++) {
+        if (x[i] == m) return i;
+    }
+    return -1;
+}
+
+TEST(argmax_matches_definition) {
+    enum { VOCAB = 151936 };
+    static float x[VOCAB];
+    uint64_t rng_saved = rng;
+    argmax_fn fns[2] = {argmax_f32_ref, kernel_argmax()};
+    const int32_t sizes[] = {1, 2, 7, 15, 16, 17, 31, 33, 100, 1000, 4097, VOCAB};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        int32_t n = sizes[si];
+        for (int trial = 0; trial < 12; trial++) {
+            for (int32_t i = 0; i < n; i++) {
+                /* few distinct values, so the maximum is often tied */
+                x[i] = trial % 3 == 0 ? (float)((int)(rnd() * 8.0f)) : rnd();
+            }
+            if (trial % 4 == 1 && n > 3) x[(rng >> 20) % (uint64_t)n] = NAN;
+            if (trial % 4 == 2) x[n - 1] = INFINITY;
+            if (trial % 6 == 5) x[0] = NAN;
+            if (trial % 5 == 3 && n > 1) x[n / 2] = -INFINITY;
+            int32_t want = argmax_by_definition(x, n);
+            for (int k = 0; k < 2; k++) {
+                int32_t got = fns[k](x, n);
+                CHECKF(got == want, "%s n=%d trial %d: %d, want %d", k == 0 ? "scalar" : "fastest",
+                       n, trial, got, want);
+            }
+        }
+    }
+    rng = rng_saved;
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     test_init(argv[0]);
@@ -516,5 +560,6 @@ int main(int argc, char **argv) {
     RUN(repacked_rows_and_tiles);
     RUN(k_quant_tiles_match_dots);
     RUN(attention_matches_reference);
+    RUN(argmax_matches_definition);
     return test_finish();
 }

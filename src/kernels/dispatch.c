@@ -341,6 +341,13 @@ attn_head_f16_fn kernel_attn_head_f16(void) {
     return attn_head_f16_ref;
 }
 
+argmax_fn kernel_argmax(void) {
+#if defined(__x86_64__)
+    if (cpu_get_features()->avx512) return argmax_f32_avx512;
+#endif
+    return argmax_f32_ref;
+}
+
 const kernel_traits *kernel_traits_get(uint32_t type) {
     pthread_once(&table_once, build);
     for (size_t i = 0; i < n_table; i++) {

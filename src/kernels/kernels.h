@@ -56,6 +56,14 @@ void attn_head_f16_ref(const float *q, const void *k, size_t k_stride, const voi
 /* The fastest attention kernel this CPU has. */
 attn_head_f16_fn kernel_attn_head_f16(void);
 
+/* The index of the first largest of x[0..n) (n >= 1), as a scan keeping
+ * the first value greater than every one before it: NaNs are never
+ * greater, and a NaN x[0] gives 0.  Greedy sampling over a vocabulary. */
+typedef int32_t (*argmax_fn)(const float *x, int32_t n);
+int32_t argmax_f32_ref(const float *x, int32_t n);
+/* The fastest argmax this CPU has. */
+argmax_fn kernel_argmax(void);
+
 /* The fastest kernels this CPU has for weights of the given type, or NULL
  * when hearth cannot multiply by that type. */
 const kernel_traits *kernel_traits_get(uint32_t type);

@@ -195,6 +195,18 @@ void attn_head_f16_ref(const float *q, const void *k, size_t k_stride, const voi
     }
 }
 
+int32_t argmax_f32_ref(const float *x, int32_t n) {
+    int32_t best = 0;
+    float top = x[0];
+    for (int32_t i = 1; i < n; i++) {
+        if (x[i] > top) {
+            top = x[i];
+            best = i;
+        }
+    }
+    return best;
+}
+
 /* ---------------------------------------------------------------- traits */
 
 static const kernel_traits traits_table[] = {

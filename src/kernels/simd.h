@@ -86,6 +86,7 @@ void attn_head_f16_avx512(const float *q, const void *k, size_t k_stride, const 
                           size_t v_stride, int hd, int hdv, int n_pos, float scale, float *scores,
                           uint16_t *qh, float *out);
 float vec_dot_bf16_bf16_avx512(int64_t n, const void *w, const void *a);
+int32_t argmax_f32_avx512(const float *x, int32_t n);
 /* AVX-512 VNNI + VBMI against block_q8x4 activations */
 void quantize_row_q8x4_o8_avx512(const float *x, void *y, int64_t n);
 void quantize_row_q8x4_o128_avx512(const float *x, void *y, int64_t n);

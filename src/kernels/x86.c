@@ -607,6 +607,34 @@ T_AVX512 void attn_head_f16_avx512(const float *q, const void *k, size_t k_strid
     }
 }
 
+/* ---------------------------------------------------------------- argmax */
+
+/* Two passes: the largest value (a lane keeps a new value only when it is
+ * greater, so NaNs never win), then the first index holding it. */
+T_AVX512 int32_t argmax_f32_avx512(const float *x, int32_t n) {
+    if (x[0] != x[0]) return 0;
+    __m512 acc = _mm512_set1_ps(x[0]);
+    int32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        acc = _mm512_mask_mov_ps(acc, _mm512_cmp_ps_mask(v, acc, _CMP_GT_OQ), v);
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        acc = _mm512_mask_mov_ps(acc, m & _mm512_cmp_ps_mask(v, acc, _CMP_GT_OQ), v);
+    }
+    __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(acc));
+    for (i = 0; i + 16 <= n; i += 16) {
+        __mmask16 eq = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), top, _CMP_EQ_OQ);
+        if (eq) return i + __builtin_ctz(eq);
+    }
+    for (; i < n; i++) {
+        if (x[i] == _mm512_cvtss_f32(top)) return i;
+    }
+    return argmax_f32_ref(x, n); /* not reached */
+}
+
 /* ---------------------------------------------------------------- AVX-512 VBMI + VNNI */
 
 #define T_VBMI                                                                                     \

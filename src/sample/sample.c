@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "hearth.h"
+#include "kernels/kernels.h"
 #include "sample/sample_internal.h"
 #include "util/error.h"
 
@@ -259,15 +260,7 @@ hearth_token hearth_sampler_sample(hearth_sampler *s, const float *logits) {
     }
     if (p->temperature <= 0.0f && !s->grammar && !has_penalties(p)) {
         /* plain greedy: the first largest logit, without the candidate list */
-        int32_t best = 0;
-        float top = logits[0];
-        for (int32_t i = 1; i < n; i++) {
-            if (logits[i] > top) {
-                top = logits[i];
-                best = i;
-            }
-        }
-        return best;
+        return kernel_argmax()(logits, n);
     }
     for (int32_t i = 0; i < n; i++) {
         s->cand[i].id = i;
