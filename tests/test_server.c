@@ -721,7 +721,7 @@ TEST(dashboard_files_open_its_data_behind_the_key) {
           json_array_size(json_object_get(j, "data")) == 0);
     json_decref(j);
     resp_free(&r);
-    r = http(p.port, "POST", "/v1/agents/digest/runs", auth, "{}", 2);
+    r = http(p.port, "POST", "/v1/agents/digest/run", auth, "{}", 2);
     expect_error(&r, 404, "agent", "run an unknown agent");
     resp_free(&r);
     r = http(p.port, "GET", "/v1/agents/digest/runs", NULL, NULL, 0);
