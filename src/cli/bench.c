@@ -360,11 +360,18 @@ int cli_bench(int argc, char **argv) {
         hearth_memory_report mr;
         hearth_memory_report_get(model, &mr);
         hearth_memory_report_print(&mr, stdout);
-        printf("threads %lld, kernels %s, %s bandwidth %.1f ± %.1f GB/s%s, weights per token %.1f "
-               "MB, peak RSS %.0f MiB\n",
-               threads, gpu ? "cuda" : cpu_kernel_name(), gpu ? "GPU copy" : "read", bw / 1e9,
-               stat_sd(&bw_stats) / 1e9, gpu ? "" : " (around each tg run)", bytes_tok / 1e6,
-               rss_mib);
+        char bw_text[96];
+        if (gpu) {
+            snprintf(bw_text, sizeof bw_text, "GPU copy bandwidth %.1f GB/s", bw / 1e9);
+        } else if (bw_stats.n > 0) {
+            snprintf(bw_text, sizeof bw_text,
+                     "read bandwidth %.1f ± %.1f GB/s (around each tg run)", bw / 1e9,
+                     stat_sd(&bw_stats) / 1e9);
+        } else {
+            snprintf(bw_text, sizeof bw_text, "read bandwidth not measured (no tg run)");
+        }
+        printf("threads %lld, kernels %s, %s, weights per token %.1f MB, peak RSS %.0f MiB\n",
+               threads, gpu ? "cuda" : cpu_kernel_name(), bw_text, bytes_tok / 1e6, rss_mib);
         printf("| test   |        tok/s |   ms/tok |  GB/s | of bandwidth |\n");
         printf("| ------ | ------------ | -------- | ----- | ------------ |\n");
         for (int i = 0; i < n_pp; i++) {
