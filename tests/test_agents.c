@@ -30,6 +30,11 @@
 
 static int case_no;
 
+/* The content of message i of a request's messages array (NULL when absent). */
+static const char *msg_content(const json_t *msgs, size_t i) {
+    return json_string_value(json_object_get(json_array_get(msgs, i), "content"));
+}
+
 /* s equals want / holds needle (false for NULL). */
 static bool is(const char *s, const char *want) {
     return s && !strcmp(s, want);
@@ -423,8 +428,8 @@ static bool scripted(void *ctx, json_t *body, int timeout_ms, const atomic_bool 
     json_array_append_new(sc->bodies, json_deep_copy(body));
     pthread_mutex_unlock(&sc->mu);
     json_t *msgs = json_object_get(body, "messages");
-    const char *sys = json_string_value(json_object_get(json_array_get(msgs, 0), "content"));
-    const char *user = json_string_value(json_object_get(json_array_get(msgs, 1), "content"));
+    const char *sys = msg_content(msgs, 0);
+    const char *user = msg_content(msgs, 1);
     size_t n = json_array_size(msgs);
     if (!strncmp(sys, "fail", 4)) {
         snprintf(err, cap, "scripted failure");
@@ -559,18 +564,12 @@ TEST(runtime_tool_loop_and_chain) {
     json_t *msgs = json_object_get(third, "messages");
     CHECK(is(json_string_value(json_object_get(third, "priority")), "tool"));
     CHECK(json_array_size(json_object_get(third, "tools")) == 4);
-    CHECK(has(json_string_value(json_object_get(json_array_get(msgs, 1), "content")),
-              "Input:\n---\ngo\n"));
-    CHECK(is(json_string_value(json_object_get(json_array_get(msgs, 3), "content")),
-             "the sky is blue"));
-    CHECK(is(json_string_value(json_object_get(json_array_get(msgs, 5), "content")),
-             "recorded 'fact'"));
-    CHECK(is(json_string_value(json_object_get(json_array_get(msgs, 6), "content")),
-             "[{\"key\":\"fact\",\"content\":\"water is wet\"}]"));
-    CHECK(has(json_string_value(json_object_get(json_array_get(msgs, 7), "content")),
-              "error: the path '../escape.txt' is outside"));
-    CHECK(has(json_string_value(json_object_get(json_array_get(msgs, 8), "content")),
-              "\"status\":\"queued\""));
+    CHECK(has(msg_content(msgs, 1), "Input:\n---\ngo\n"));
+    CHECK(is(msg_content(msgs, 3), "the sky is blue"));
+    CHECK(is(msg_content(msgs, 5), "recorded 'fact'"));
+    CHECK(is(msg_content(msgs, 6), "[{\"key\":\"fact\",\"content\":\"water is wet\"}]"));
+    CHECK(has(msg_content(msgs, 7), "error: the path '../escape.txt' is outside"));
+    CHECK(has(msg_content(msgs, 8), "\"status\":\"queued\""));
     /* call_agent queued a run of echo. */
     CHECK(wait_runs(rt, "echo", 1, "succeeded", 5000, &runs));
     run = json_array_get(runs, 0);

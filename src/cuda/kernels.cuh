@@ -974,6 +974,37 @@ __device__ __forceinline__ float dot_block_f(const int *w, const float *x) {
     return s;
 }
 
+/* The QB quant bytes of one block as QB / 4 ints, through the read-only cache. */
+template <int QB>
+__device__ __forceinline__ void load_block(const uint8_t *src, int *w) {
+    const uint4 *p = (const uint4 *)src;
+#pragma unroll
+    for (int k = 0; k < QB / 16; k++) {
+        const uint4 v = __ldg(p + k);
+        w[4 * k] = (int)v.x;
+        w[4 * k + 1] = (int)v.y;
+        w[4 * k + 2] = (int)v.z;
+        w[4 * k + 3] = (int)v.w;
+    }
+}
+
+/* Blocks b0 and b0 + 32 (b0 again past the row's nb blocks) of two rows:
+ * quants into w[block][row], scales into dw[block][row]. */
+template <int QB>
+__device__ __forceinline__ void load_two_rows(const uint8_t *const *wrow, const __half *const *drow,
+                                              int b0, int nb, int (*w)[2][QB / 4],
+                                              float (*dw)[2]) {
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+        const int b = b0 + 32 * u < nb ? b0 + 32 * u : b0;
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) {
+            load_block<QB>(wrow[rr] + (int64_t)b * QB, w[u][rr]);
+            dw[u][rr] = __half2float(drow[rr][b]);
+        }
+    }
+}
+
 /* One-token matrix-vector products over quantized weights, memory-bound:
  * each lane loads the blocks lane and lane + 32 of its warp's two rows
  * before it multiplies.  MV_PLAIN: rows 2w, 2w + 1 of matrix z, int8
@@ -1009,23 +1040,7 @@ __global__ void __launch_bounds__(MM_WARPS * 32) mv_q_cuda(mv_args a, mm_groups 
         for (int b0 = lane; b0 < nb; b0 += 64) {
             int w[2][2][QB / 4];
             float dw[2][2];
-#pragma unroll
-            for (int u = 0; u < 2; u++) {
-                const int b = b0 + 32 * u < nb ? b0 + 32 * u : b0;
-#pragma unroll
-                for (int rr = 0; rr < 2; rr++) {
-                    const uint4 *p = (const uint4 *)(wrow[rr] + (int64_t)b * QB);
-#pragma unroll
-                    for (int k = 0; k < QB / 16; k++) {
-                        const uint4 v = __ldg(p + k);
-                        w[u][rr][4 * k] = (int)v.x;
-                        w[u][rr][4 * k + 1] = (int)v.y;
-                        w[u][rr][4 * k + 2] = (int)v.z;
-                        w[u][rr][4 * k + 3] = (int)v.w;
-                    }
-                    dw[u][rr] = __half2float(drow[rr][b]);
-                }
-            }
+            load_two_rows<QB>(wrow, drow, b0, nb, w, dw);
 #pragma unroll
             for (int u = 0; u < 2; u++) {
                 const int b = b0 + 32 * u;
@@ -1089,15 +1104,7 @@ __global__ void __launch_bounds__(1024) mv_glu_q_cuda(mv_args a, mm_groups g, in
 #pragma unroll
             for (int rr = 0; rr < 2; rr++) {
                 int w[QB / 4];
-                const uint4 *p = (const uint4 *)(wrow[rr] + (int64_t)b * QB);
-#pragma unroll
-                for (int k = 0; k < QB / 16; k++) {
-                    const uint4 v = __ldg(p + k);
-                    w[4 * k] = (int)v.x;
-                    w[4 * k + 1] = (int)v.y;
-                    w[4 * k + 2] = (int)v.z;
-                    w[4 * k + 3] = (int)v.w;
-                }
+                load_block<QB>(wrow[rr] + (int64_t)b * QB, w);
                 const int isum = QT == DT_Q4_0 ? dot_q4_0(w, av) : dot_q8_0(w, av);
                 acc[rr] += (float)isum * (__half2float(drow[rr][b]) * da);
             }
@@ -1183,23 +1190,7 @@ __global__ void __launch_bounds__(MM_WARPS * 32) mvn_q_cuda(mv_args a, mm_groups
             for (int b0 = lane; b0 < nb; b0 += 64) {
                 int w[2][2][QB / 4];
                 float dw[2][2];
-#pragma unroll
-                for (int u = 0; u < 2; u++) {
-                    const int b = b0 + 32 * u < nb ? b0 + 32 * u : b0;
-#pragma unroll
-                    for (int rr = 0; rr < 2; rr++) {
-                        const uint4 *p = (const uint4 *)(wrow[rr] + (int64_t)b * QB);
-#pragma unroll
-                        for (int k = 0; k < QB / 16; k++) {
-                            const uint4 v = __ldg(p + k);
-                            w[u][rr][4 * k] = (int)v.x;
-                            w[u][rr][4 * k + 1] = (int)v.y;
-                            w[u][rr][4 * k + 2] = (int)v.z;
-                            w[u][rr][4 * k + 3] = (int)v.w;
-                        }
-                        dw[u][rr] = __half2float(drow[rr][b]);
-                    }
-                }
+                load_two_rows<QB>(wrow, drow, b0, nb, w, dw);
 #pragma unroll
                 for (int u = 0; u < 2; u++) {
                     const int b = b0 + 32 * u;
@@ -1268,15 +1259,7 @@ __global__ void __launch_bounds__(MVN_GLU_THREADS) mvn_glu_q_cuda(mv_args a, mm_
             for (int rr = 0; rr < 2; rr++) {
 #pragma unroll
                 for (int mt = 0; mt < 2; mt++) {
-                    const uint4 *p = (const uint4 *)(wrow[rr][mt] + (int64_t)b * QB);
-#pragma unroll
-                    for (int k = 0; k < QB / 16; k++) {
-                        const uint4 v = __ldg(p + k);
-                        w[rr][mt][4 * k] = (int)v.x;
-                        w[rr][mt][4 * k + 1] = (int)v.y;
-                        w[rr][mt][4 * k + 2] = (int)v.z;
-                        w[rr][mt][4 * k + 3] = (int)v.w;
-                    }
+                    load_block<QB>(wrow[rr][mt] + (int64_t)b * QB, w[rr][mt]);
                     dw[rr][mt] = __half2float(drow[rr][mt][b]);
                 }
             }

@@ -1074,8 +1074,6 @@ T_VBMI void gemm_q8_0_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int
     gemm_strips(n, w, w_stride, nr, a, a_stride, nc, y, y_stride, 34);
 }
 
-#endif /* x86-64 */
-
 T_VBMI void gemm_q4_0r_q8x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
                                    size_t a_stride, int nc, float *y, size_t y_stride) {
     gemm_strips(n, w, w_stride, nr, a, a_stride, nc, y, y_stride, 16);
@@ -1085,3 +1083,5 @@ T_VBMI void gemm_q8_0r_q8x4_avx512(int64_t n, const void *w, size_t w_stride, in
                                    size_t a_stride, int nc, float *y, size_t y_stride) {
     gemm_strips(n, w, w_stride, nr, a, a_stride, nc, y, y_stride, 32);
 }
+
+#endif /* x86-64 */
